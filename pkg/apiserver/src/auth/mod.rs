@@ -1,0 +1,2 @@
+//! Authentication (x509 client certificates, ServiceAccount tokens) and
+//! authorization (RBAC).

@@ -1,0 +1,1 @@
+//! Embedded durable store (in progress).
