@@ -9,6 +9,8 @@ pub mod selector;
 pub mod table;
 pub mod validation;
 pub mod openapi;
+pub mod discovery;
+pub mod crd;
 
 pub use resource::ResourceInfo;
 

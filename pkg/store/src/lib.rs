@@ -9,8 +9,11 @@
 
 use std::sync::Arc;
 
+pub mod cache;
 pub mod embedded;
 pub mod memory;
+#[cfg(test)]
+mod testsuite;
 
 /// Store revision (Kubernetes resourceVersion).
 pub type Revision = u64;
@@ -109,14 +112,22 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
     /// Lists keys starting with `prefix`, sorted, strictly after `start_after`
     /// when given, at most `limit` items (0 means no limit).
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize)
-        -> Result<ListResult>;
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListResult>;
     /// Creates a key; fails with `AlreadyExists` when present.
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue>;
     /// Replaces a key's value; with `expected` set, fails with `Conflict`
     /// unless the key's mod_revision equals it. `NotFound` if absent.
-    async fn update(&self, key: &str, value: Vec<u8>, expected: Option<Revision>)
-        -> Result<KeyValue>;
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<Revision>,
+    ) -> Result<KeyValue>;
     /// Deletes a key (CAS like `update`); returns the deleted value with
     /// `mod_revision` set to the delete revision.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;

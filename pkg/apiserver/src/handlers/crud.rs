@@ -1,0 +1,1100 @@
+//! CRUD verbs on a resource collection or object: get, list, create, update,
+//! patch (JSON, merge, strategic merge, apply), delete and deletecollection,
+//! with Kubernetes' metadata, concurrency, dry-run and deletion semantics.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use rkube_apimachinery::{patch, selector, table, validation, ResourceInfo};
+use rkube_store::KeyValue;
+use serde_json::{json, Value};
+
+use super::{json_response, read_body};
+use crate::auth::UserInfo;
+use crate::objects::{self, meta_mut, meta_str};
+use crate::request::{Representation, RequestInfo};
+use crate::state::{AppState, Registry};
+use crate::status::{success_status, ApiError, ApiResult};
+
+/// Everything a resource handler needs about its request.
+pub struct Ctx {
+    /// Shared server state.
+    pub state: Arc<AppState>,
+    /// The classified request.
+    pub info: RequestInfo,
+    /// The addressed resource.
+    pub res: ResourceInfo,
+    /// The authenticated user.
+    pub user: UserInfo,
+    /// Requested response representation.
+    pub repr: Representation,
+    /// The CRD when the resource is custom.
+    pub crd: Option<Value>,
+}
+
+impl Ctx {
+    /// Attaches the CRD object of a custom resource.
+    pub fn with_crd(mut self, reg: &Registry) -> Self {
+        self.crd = reg.crd_for(&self.res).cloned();
+        self
+    }
+
+    /// Query parameter.
+    pub fn q(&self, k: &str) -> Option<&str> {
+        self.info.query.get(k).map(String::as_str)
+    }
+
+    /// dryRun=All requested.
+    pub fn dry_run(&self) -> bool {
+        self.q("dryRun").is_some_and(|v| v == "All")
+    }
+
+    /// The namespace of the request (None for cluster-scoped).
+    pub fn ns(&self) -> Option<&str> {
+        if self.res.namespaced {
+            self.info.namespace.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// The object name from the URL.
+    pub fn name(&self) -> &str {
+        self.info.name.as_deref().unwrap_or("")
+    }
+
+    /// Storage key of the addressed object.
+    pub fn key(&self) -> String {
+        self.res.key(self.ns(), self.name())
+    }
+
+    /// Field manager: `fieldManager` or the User-Agent's program name.
+    pub fn manager(&self, req_ua: Option<&str>, default: &str) -> String {
+        if let Some(m) = self.q("fieldManager").filter(|m| !m.is_empty()) {
+            return m.to_string();
+        }
+        req_ua
+            .and_then(|ua| ua.split('/').next())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    fn printer_columns(&self) -> Option<Vec<Value>> {
+        self.crd
+            .as_ref()
+            .and_then(|crd| rkube_apimachinery::crd::printer_columns(crd, &self.res.version))
+    }
+}
+
+/// Decodes a stored value, stamping its resourceVersion.
+pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
+    let mut v: Value = serde_json::from_slice(&kv.value).map_err(ApiError::internal)?;
+    objects::set_rv(&mut v, kv.mod_revision);
+    Ok(v)
+}
+
+fn encode(v: &Value) -> Vec<u8> {
+    let mut v = v.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// Parses a request body as JSON or YAML according to its content type.
+pub fn parse_body(ct: &str, body: &[u8]) -> ApiResult<Value> {
+    let ct = ct.split(';').next().unwrap_or("").trim();
+    if ct.contains("protobuf") {
+        return Err(ApiError::unsupported_media(ct));
+    }
+    let v: Value = if ct.contains("yaml") {
+        serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(v)
+}
+
+fn content_type(req: &Request) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string()
+}
+
+fn user_agent(req: &Request) -> Option<String> {
+    req.headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+}
+
+/// Dispatches a resource request to its verb handler.
+pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
+    let verb = ctx.info.verb.clone();
+    if ctx.res.namespaced && ctx.info.namespace.is_none() && verb != "list" && verb != "watch" {
+        return Err(ApiError::no_route(&ctx.info.path));
+    }
+    if !ctx.res.namespaced && ctx.info.namespace.is_some() {
+        return Err(ApiError::no_route(&ctx.info.path));
+    }
+    if !ctx.info.subresource.is_empty() {
+        return super::subresources::route(ctx, req).await;
+    }
+    if matches!(ctx.res.group.as_str(), "authorization.k8s.io" | "authentication.k8s.io") {
+        if verb != "create" {
+            return Err(ApiError::method_not_allowed(&verb, &ctx.res.plural));
+        }
+        return super::subresources::review(ctx, req).await;
+    }
+    if ctx.res.group.is_empty() && ctx.res.kind == "Binding" && verb == "create" {
+        let ct = content_type(&req);
+        let body = read_body(req.into_body()).await?;
+        let b = parse_body(&ct, &body)?;
+        let pod = objects::name(&b).to_string();
+        return super::subresources::bind(&ctx, &pod, &b).await;
+    }
+    if !ctx.res.verbs.iter().any(|v| *v == verb) {
+        return Err(ApiError::method_not_allowed(&verb, &ctx.res.plural));
+    }
+    match verb.as_str() {
+        "get" => get(&ctx).await,
+        "list" => list(&ctx).await,
+        "watch" => super::watch::watch(ctx).await,
+        "create" => {
+            let ua = user_agent(&req);
+            let ct = content_type(&req);
+            let body = read_body(req.into_body()).await?;
+            let obj = parse_body(&ct, &body)?;
+            let manager = ctx.manager(ua.as_deref(), "unknown");
+            create(&ctx, obj, &manager).await
+        }
+        "update" => {
+            let ua = user_agent(&req);
+            let ct = content_type(&req);
+            let body = read_body(req.into_body()).await?;
+            let obj = parse_body(&ct, &body)?;
+            let manager = ctx.manager(ua.as_deref(), "unknown");
+            update(&ctx, obj, &manager, "").await
+        }
+        "patch" => {
+            let ua = user_agent(&req);
+            let ct = content_type(&req);
+            let body = read_body(req.into_body()).await?;
+            patch_object(&ctx, &ct, &body, ua.as_deref(), "").await
+        }
+        "delete" => {
+            let body = read_body(req.into_body()).await?;
+            delete(&ctx, &body).await
+        }
+        "deletecollection" => {
+            let body = read_body(req.into_body()).await?;
+            delete_collection(&ctx, &body).await
+        }
+        _ => Err(ApiError::method_not_allowed(&verb, &ctx.res.plural)),
+    }
+}
+
+/// Renders one object per the requested representation.
+pub fn render_one(ctx: &Ctx, obj: &Value, code: StatusCode) -> Response {
+    match ctx.repr {
+        Representation::Table => {
+            let rv = meta_str(obj, "resourceVersion").unwrap_or("").to_string();
+            let t = table::to_table(
+                &ctx.res,
+                std::slice::from_ref(obj),
+                include_object(ctx),
+                &rv,
+                None,
+                ctx.printer_columns().as_deref(),
+                chrono::Utc::now(),
+            );
+            json_response(code, &t)
+        }
+        Representation::PartialMetadata => json_response(code, &partial(obj)),
+        Representation::Json => json_response(code, obj),
+    }
+}
+
+fn include_object(ctx: &Ctx) -> table::IncludeObject {
+    match ctx.q("includeObject") {
+        Some("None") => table::IncludeObject::None,
+        Some("Object") => table::IncludeObject::Object,
+        _ => table::IncludeObject::Metadata,
+    }
+}
+
+fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
+/// Loads the addressed object or 404.
+pub async fn load(ctx: &Ctx) -> ApiResult<(KeyValue, Value)> {
+    let kv = ctx
+        .state
+        .store
+        .get(&ctx.key())
+        .await?
+        .ok_or_else(|| ApiError::not_found(&ctx.res, ctx.name()))?;
+    let v = decode(&kv)?;
+    Ok((kv, v))
+}
+
+async fn get(ctx: &Ctx) -> ApiResult<Response> {
+    let (_, obj) = load(ctx).await?;
+    Ok(render_one(ctx, &obj, StatusCode::OK))
+}
+
+/// Parsed list options shared by list, watch and deletecollection.
+pub struct ListFilter {
+    labels: Option<selector::LabelSelector>,
+    fields: Option<selector::FieldSelector>,
+}
+
+impl ListFilter {
+    /// Parses labelSelector and fieldSelector.
+    pub fn parse(ctx: &Ctx) -> ApiResult<Self> {
+        let labels = match ctx.q("labelSelector").filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(
+                selector::LabelSelector::parse(s)
+                    .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+            ),
+            None => None,
+        };
+        let fields = match ctx.q("fieldSelector").filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(
+                selector::FieldSelector::parse(s, &ctx.res.group, &ctx.res.plural)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(Self { labels, fields })
+    }
+
+    /// Whether an object passes both selectors.
+    pub fn matches(&self, obj: &Value) -> bool {
+        if let Some(l) = &self.labels {
+            if !l.matches(&objects::labels(obj)) {
+                return false;
+            }
+        }
+        if let Some(f) = &self.fields {
+            if !f.matches(obj) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn stamp_kind(ctx: &Ctx, obj: &mut Value) {
+    if let Some(m) = obj.as_object_mut() {
+        m.entry("apiVersion").or_insert_with(|| json!(ctx.res.api_version()));
+        m.entry("kind").or_insert_with(|| json!(ctx.res.kind));
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    rv: u64,
+    start: String,
+}
+
+/// Lists objects with selectors and pagination.
+pub async fn list_objects(ctx: &Ctx) -> ApiResult<(Vec<Value>, u64, Option<String>, usize)> {
+    use base64::Engine;
+    let filter = ListFilter::parse(ctx)?;
+    let prefix = ctx.res.key_prefix_ns(ctx.ns());
+    let limit: usize = match ctx.q("limit") {
+        Some(l) => l
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        None => 0,
+    };
+    let mut start: Option<String> = None;
+    let mut token_rv = None;
+    if let Some(c) = ctx.q("continue").filter(|c| !c.is_empty()) {
+        let tok: ContinueToken = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+        start = Some(tok.start);
+        token_rv = Some(tok.rv);
+    }
+    let page = ctx.state.store.list(&prefix, start.as_deref(), 0).await?;
+    let rv = token_rv.unwrap_or(page.revision);
+    let mut items = Vec::new();
+    let mut last_key = None;
+    let mut remaining = 0usize;
+    for kv in &page.items {
+        if limit > 0 && items.len() >= limit {
+            // Count what is left for remainingItemCount.
+            let v = decode(kv)?;
+            if filter.matches(&v) {
+                remaining += 1;
+            }
+            continue;
+        }
+        let mut v = decode(kv)?;
+        if !filter.matches(&v) {
+            continue;
+        }
+        stamp_kind(ctx, &mut v);
+        items.push(v);
+        last_key = Some(kv.key.clone());
+    }
+    let cont = if remaining > 0 {
+        let tok = ContinueToken {
+            rv,
+            start: last_key.unwrap_or_default(),
+        };
+        Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&tok).unwrap_or_default()))
+    } else {
+        None
+    };
+    Ok((items, rv, cont, remaining))
+}
+
+async fn list(ctx: &Ctx) -> ApiResult<Response> {
+    let (items, rv, cont, remaining) = list_objects(ctx).await?;
+    let rv_s = rv.to_string();
+    let body = match ctx.repr {
+        Representation::Table => table::to_table(
+            &ctx.res,
+            &items,
+            include_object(ctx),
+            &rv_s,
+            cont.as_deref(),
+            ctx.printer_columns().as_deref(),
+            chrono::Utc::now(),
+        ),
+        Representation::PartialMetadata => {
+            let mut meta = json!({"resourceVersion": rv_s});
+            if let Some(c) = &cont {
+                meta["continue"] = json!(c);
+                meta["remainingItemCount"] = json!(remaining);
+            }
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+                   "items": items.iter().map(partial).collect::<Vec<_>>()})
+        }
+        Representation::Json => {
+            let mut meta = json!({"resourceVersion": rv_s});
+            if let Some(c) = &cont {
+                meta["continue"] = json!(c);
+                meta["remainingItemCount"] = json!(remaining);
+            }
+            json!({"kind": ctx.res.list_kind(), "apiVersion": ctx.res.api_version(), "metadata": meta, "items": items})
+        }
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn check_type(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
+    let want = ctx.res.api_version();
+    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str) {
+        if av != want {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({want})"
+            )));
+        }
+    }
+    if let Some(k) = obj.get("kind").and_then(Value::as_str) {
+        if k != ctx.res.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                ctx.res.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Unknown-field handling per `fieldValidation` (Strict: 400, Warn: warnings, Ignore).
+fn field_validation(ctx: &Ctx, obj: &Value) -> ApiResult<Vec<String>> {
+    let mode = ctx.q("fieldValidation").unwrap_or("Warn");
+    if mode == "Ignore" {
+        return Ok(vec![]);
+    }
+    let unknown: Vec<String> = if let Some(crd) = &ctx.crd {
+        let mut tmp = obj.clone();
+        rkube_apimachinery::crd::prune(crd, &ctx.res.version, &mut tmp)
+    } else {
+        ctx.state
+            .openapi
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .unknown_fields(&ctx.res.api_version(), &ctx.res.kind, obj)
+    };
+    if unknown.is_empty() {
+        return Ok(vec![]);
+    }
+    match mode {
+        "Strict" => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            unknown
+                .iter()
+                .map(|f| format!("unknown field \"{}\"", f.trim_start_matches('.')))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        _ => Ok(unknown
+            .iter()
+            .map(|f| format!("unknown field \"{}\"", f.trim_start_matches('.')))
+            .collect()),
+    }
+}
+
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let v = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(h) = axum::http::HeaderValue::from_str(&v) {
+            resp.headers_mut().append("Warning", h);
+        }
+    }
+    resp
+}
+
+/// Defaulting and validation of a create (`old` None) or update.
+fn admit(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+    let name = objects::name(obj).to_string();
+    if let Some(crd) = &ctx.crd {
+        rkube_apimachinery::crd::prune(crd, &ctx.res.version, obj);
+        let mut causes = validation::validate_object_meta(
+            obj,
+            ctx.res.namespaced,
+            validation::NameRule::Dns1123Subdomain,
+        );
+        causes.extend(rkube_apimachinery::crd::validate_custom(crd, &ctx.res.version, obj));
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&ctx.res, &name, &causes));
+        }
+        return Ok(());
+    }
+    let av = ctx.res.api_version();
+    validation::default_object(&av, &ctx.res.kind, obj);
+    let causes = validation::validate(&av, &ctx.res.kind, obj, old);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(&ctx.res, &name, &causes));
+    }
+    Ok(())
+}
+
+/// Checks the namespace exists and is not terminating before creating in it.
+async fn check_namespace(ctx: &Ctx, ns: &str) -> ApiResult<()> {
+    let key = format!("/registry/core/namespaces/{ns}");
+    let Some(kv) = ctx.state.store.get(&key).await? else {
+        let nsres = ctx
+            .state
+            .registry()
+            .find("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::internal("namespaces not registered"))?;
+        return Err(ApiError::not_found(&nsres, ns));
+    };
+    let obj = decode(&kv)?;
+    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        return Err(ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            ctx.res.plural, ""
+        )));
+    }
+    Ok(())
+}
+
+/// Creates an object.
+pub async fn create(ctx: &Ctx, obj: Value, manager: &str) -> ApiResult<Response> {
+    create_inner(ctx, obj, Some(manager)).await
+}
+
+async fn create_inner(ctx: &Ctx, mut obj: Value, manager: Option<&str>) -> ApiResult<Response> {
+    check_type(ctx, &obj)?;
+    let warnings = field_validation(ctx, &obj)?;
+    stamp_kind(ctx, &mut obj);
+    let ns = ctx.ns().map(String::from);
+    {
+        let meta = meta_mut(&mut obj);
+        if ctx.res.namespaced {
+            match meta.get("namespace").and_then(Value::as_str) {
+                Some(n) if !n.is_empty() && Some(n) != ns.as_deref() => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                _ => {
+                    meta.insert("namespace".into(), json!(ns));
+                }
+            }
+        } else {
+            meta.remove("namespace");
+        }
+        let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
+        if name.is_empty() {
+            if let Some(g) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+                let n = format!("{g}{}", objects::random_suffix(5));
+                meta.insert("name".into(), json!(n));
+            }
+        }
+        for f in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(f);
+        }
+    }
+    if let Some(n) = ctx.info.name.as_deref() {
+        if objects::name(&obj) != n {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({n})",
+                objects::name(&obj)
+            )));
+        }
+    }
+    if let Some(ns) = &ns {
+        check_namespace(ctx, ns).await?;
+    }
+    let uid = uuid::Uuid::new_v4().to_string();
+    {
+        let meta = meta_mut(&mut obj);
+        meta.insert("uid".into(), json!(uid));
+        meta.insert("creationTimestamp".into(), json!(objects::now()));
+    }
+    prepare_create(ctx, &mut obj, &uid).await?;
+    admit(ctx, &mut obj, None)?;
+    if obj.get("spec").is_some() || ctx.res.custom {
+        meta_mut(&mut obj).insert("generation".into(), json!(1));
+    }
+    if let Some(manager) = manager {
+        let av = ctx.res.api_version();
+        patch::track_update(None, &mut obj, manager, &av, &ctx.res.kind, "", &objects::now());
+    }
+    let name = objects::name(&obj).to_string();
+    if ctx.dry_run() {
+        return Ok(with_warnings(render_one(ctx, &obj, StatusCode::CREATED), &warnings));
+    }
+    let key = ctx.res.key(ns.as_deref(), &name);
+    let kv = match ctx.state.store.create(&key, encode(&obj)).await {
+        Ok(kv) => kv,
+        Err(rkube_store::Error::AlreadyExists(_)) => {
+            return Err(ApiError::already_exists(&ctx.res, &name))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    objects::set_rv(&mut obj, kv.mod_revision);
+    crate::hooks::after_create(ctx, &obj).await;
+    Ok(with_warnings(render_one(ctx, &obj, StatusCode::CREATED), &warnings))
+}
+
+/// Type-specific preparation on create (status reset, allocations).
+async fn prepare_create(ctx: &Ctx, obj: &mut Value, uid: &str) -> ApiResult<()> {
+    let has_status_sub = ctx.res.has_subresource("status");
+    match (ctx.res.group.as_str(), ctx.res.kind.as_str()) {
+        ("", "Pod") => {
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+        }
+        ("", "Namespace") => {}
+        ("", "Node") => {}
+        ("", "Service") => crate::hooks::allocate_service(ctx, obj).await?,
+        ("batch", "Job") => {
+            validation::default_job_selector(obj, uid);
+            obj.as_object_mut().map(|m| m.remove("status"));
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {}
+        _ if has_status_sub => {
+            obj.as_object_mut().map(|m| m.remove("status"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// QoS class of a pod spec (Guaranteed, Burstable, BestEffort).
+pub fn qos_class(pod: &Value) -> &'static str {
+    let mut any = false;
+    let mut guaranteed = true;
+    let containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(
+            pod.pointer("/spec/initContainers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        );
+    for c in containers {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
+            any = true;
+        }
+        for r in ["cpu", "memory"] {
+            let l = lim.and_then(|l| l.get(r));
+            let q = req.and_then(|q| q.get(r)).or(l);
+            if l.is_none() || q != l {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Carries server-owned fields from `old` into `new` and bumps generation.
+fn merge_update(ctx: &Ctx, new: &mut Value, old: &Value, sub: &str) -> ApiResult<()> {
+    let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+    if sub == "status" {
+        // Only status changes through the status subresource.
+        let status = new.get("status").cloned();
+        let mut merged = old.clone();
+        match status {
+            Some(s) => merged["status"] = s,
+            None => {
+                merged.as_object_mut().map(|m| m.remove("status"));
+            }
+        }
+        // Keep the caller's resourceVersion for the precondition.
+        if let Some(rv) = new.pointer("/metadata/resourceVersion").cloned() {
+            meta_mut(&mut merged).insert("resourceVersion".into(), rv);
+        }
+        *new = merged;
+        return Ok(());
+    }
+    stamp_kind(ctx, new);
+    {
+        let meta = meta_mut(new);
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "namespace",
+            "generation",
+        ] {
+            match old_meta.get(f) {
+                Some(v) => {
+                    meta.insert(f.into(), v.clone());
+                }
+                None => {
+                    meta.remove(f);
+                }
+            }
+        }
+    }
+    if ctx.res.has_subresource("status") && !(ctx.res.group.is_empty() && ctx.res.kind == "Namespace") {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                new.as_object_mut().map(|m| m.remove("status"));
+            }
+        }
+    }
+    if let Some(g) = old_meta.get("generation").and_then(Value::as_i64) {
+        let bump = objects::spec_part(new) != objects::spec_part(old);
+        meta_mut(new).insert("generation".into(), json!(if bump { g + 1 } else { g }));
+    }
+    Ok(())
+}
+
+fn same_ignoring_rv(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+/// Writes `new` over the object read as `kv`/`old`, enforcing the
+/// precondition, running admission, and deleting when the last finalizer of a
+/// deleted object goes.
+pub async fn write_update(
+    ctx: &Ctx,
+    kv: &KeyValue,
+    old: &Value,
+    mut new: Value,
+    manager: &str,
+    sub: &str,
+    track: bool,
+) -> ApiResult<(Value, Vec<String>)> {
+    let name = ctx.name().to_string();
+    let expected = match new.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        Some(rv) if !rv.is_empty() => {
+            let rv: u64 = rv.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
+            })?;
+            if rv != kv.mod_revision {
+                return Err(ApiError::modified(&ctx.res, &name));
+            }
+            rv
+        }
+        _ => kv.mod_revision,
+    };
+    let warnings = if sub.is_empty() { field_validation(ctx, &new)? } else { vec![] };
+    merge_update(ctx, &mut new, old, sub)?;
+    if !new.get("metadata").and_then(|m| m.get("name")).is_some_and(|n| n == name.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            objects::name(&new)
+        )));
+    }
+    admit(ctx, &mut new, Some(old))?;
+    if track {
+        let av = ctx.res.api_version();
+        patch::track_update(Some(old), &mut new, manager, &av, &ctx.res.kind, sub, &objects::now());
+    }
+    if same_ignoring_rv(&new, old) {
+        return Ok((old.clone(), warnings));
+    }
+    if ctx.dry_run() {
+        return Ok((new, warnings));
+    }
+    let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
+    if deleting && objects::finalizers(&new).is_empty() && !is_graceful_pod(ctx, &new) {
+        let kv = match ctx.state.store.delete(&ctx.key(), Some(expected)).await {
+            Ok(kv) => kv,
+            Err(rkube_store::Error::Conflict { .. }) => return Err(ApiError::modified(&ctx.res, &name)),
+            Err(rkube_store::Error::NotFound(_)) => return Err(ApiError::not_found(&ctx.res, &name)),
+            Err(e) => return Err(e.into()),
+        };
+        objects::set_rv(&mut new, kv.mod_revision);
+        return Ok((new, warnings));
+    }
+    let kv = match ctx.state.store.update(&ctx.key(), encode(&new), Some(expected)).await {
+        Ok(kv) => kv,
+        Err(rkube_store::Error::Conflict { .. }) => return Err(ApiError::modified(&ctx.res, &name)),
+        Err(rkube_store::Error::NotFound(_)) => return Err(ApiError::not_found(&ctx.res, &name)),
+        Err(e) => return Err(e.into()),
+    };
+    objects::set_rv(&mut new, kv.mod_revision);
+    crate::hooks::after_update(ctx, &new).await;
+    Ok((new, warnings))
+}
+
+/// A pod bound to a node whose graceful deletion the node agent completes.
+fn is_graceful_pod(ctx: &Ctx, obj: &Value) -> bool {
+    ctx.res.group.is_empty()
+        && ctx.res.kind == "Pod"
+        && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
+        && obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_some_and(|g| g > 0)
+}
+
+/// PUT of an object (or of its status when `sub` is "status").
+pub async fn update(ctx: &Ctx, new: Value, manager: &str, sub: &str) -> ApiResult<Response> {
+    check_type(ctx, &new)?;
+    let (kv, old) = load(ctx).await?;
+    let (obj, warnings) = write_update(ctx, &kv, &old, new, manager, sub, true).await?;
+    Ok(with_warnings(render_one(ctx, &obj, StatusCode::OK), &warnings))
+}
+
+/// PATCH of an object or its status, retrying on write races.
+pub async fn patch_object(
+    ctx: &Ctx,
+    ct: &str,
+    body: &[u8],
+    ua: Option<&str>,
+    sub: &str,
+) -> ApiResult<Response> {
+    let ct = ct.split(';').next().unwrap_or("").trim().to_string();
+    let apply = ct == "application/apply-patch+yaml";
+    let manager = if apply {
+        match ctx.q("fieldManager").filter(|m| !m.is_empty()) {
+            Some(m) => m.to_string(),
+            None => {
+                return Err(ApiError::bad_request(
+                    "PATCH, application/apply-patch+yaml requires fieldManager to be set",
+                ))
+            }
+        }
+    } else {
+        ctx.manager(ua, "unknown")
+    };
+    let patch_doc: Value = if apply || ct.contains("yaml") {
+        serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+    };
+    let force = ctx.q("force").is_some_and(|f| f == "true");
+    let av = ctx.res.api_version();
+    for _attempt in 0..16 {
+        let loaded = match load(ctx).await {
+            Ok(x) => Some(x),
+            Err(e) if e.code == 404 && apply && sub.is_empty() => None,
+            Err(e) => return Err(e),
+        };
+        let Some((kv, old)) = loaded else {
+            // Apply creates.
+            check_type(ctx, &patch_doc)?;
+            let obj = patch::apply(None, &patch_doc, &manager, force, &av, &ctx.res.kind, &objects::now())
+                .map_err(|e| patch_error(ctx, e))?;
+            return create_applied(ctx, obj).await;
+        };
+        let new = match ct.as_str() {
+            "application/json-patch+json" => patch::json_patch(&old, &patch_doc),
+            "application/merge-patch+json" => patch::merge_patch(&old, &patch_doc),
+            "application/strategic-merge-patch+json" => {
+                if ctx.crd.is_some() {
+                    return Err(ApiError::unsupported_media(&ct));
+                }
+                patch::strategic_merge_patch(&old, &patch_doc, &av, &ctx.res.kind)
+            }
+            "application/apply-patch+yaml" => {
+                check_type(ctx, &patch_doc)?;
+                patch::apply(Some(&old), &patch_doc, &manager, force, &av, &ctx.res.kind, &objects::now())
+            }
+            other => return Err(ApiError::unsupported_media(other)),
+        }
+        .map_err(|e| patch_error(ctx, e))?;
+        // A patch that carries a resourceVersion is a precondition; otherwise
+        // the current version is used and races are retried.
+        let mut new = new;
+        let explicit_rv = patch_doc.pointer("/metadata/resourceVersion").is_some();
+        if !explicit_rv {
+            objects::set_rv(&mut new, kv.mod_revision);
+        }
+        match write_update(ctx, &kv, &old, new, &manager, sub, !apply).await {
+            Ok((obj, warnings)) => {
+                return Ok(with_warnings(render_one(ctx, &obj, StatusCode::OK), &warnings))
+            }
+            Err(e) if e.code == 409 && e.reason == "Conflict" && !explicit_rv => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::modified(&ctx.res, ctx.name()))
+}
+
+async fn create_applied(ctx: &Ctx, obj: Value) -> ApiResult<Response> {
+    // The Apply entry computed by `patch::apply` is kept as is.
+    create_inner(ctx, obj, None).await
+}
+
+fn patch_error(ctx: &Ctx, e: patch::PatchError) -> ApiError {
+    match e {
+        patch::PatchError::Conflict(c) => {
+            let mut err = ApiError::new(409, "Conflict", c.to_string());
+            err.details = Some(json!({"name": ctx.name(), "kind": ctx.res.plural, "group": ctx.res.group}));
+            err
+        }
+        e @ patch::PatchError::Unsupported { .. } => {
+            ApiError::new(415, "UnsupportedMediaType", e.to_string())
+        }
+        other => ApiError::new(422, "Invalid", other.to_string()),
+    }
+}
+
+/// Parsed DeleteOptions (body, then query parameters).
+#[derive(Default)]
+pub struct DeleteOpts {
+    grace: Option<i64>,
+    propagation: Option<String>,
+    precondition_uid: Option<String>,
+    precondition_rv: Option<String>,
+}
+
+/// Parses DeleteOptions from a body and the query.
+pub fn delete_opts_from(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOpts> {
+    let mut o = DeleteOpts::default();
+    if !body.is_empty() {
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        o.grace = v.get("gracePeriodSeconds").and_then(Value::as_i64);
+        o.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(String::from);
+        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+            o.propagation = Some("Orphan".into());
+        }
+        o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
+        o.precondition_rv = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from);
+    }
+    if let Some(g) = ctx.q("gracePeriodSeconds") {
+        o.grace = Some(g.parse().map_err(|_| ApiError::bad_request("invalid gracePeriodSeconds"))?);
+    }
+    if let Some(p) = ctx.q("propagationPolicy") {
+        o.propagation = Some(p.to_string());
+    }
+    if let Some(p) = &o.propagation {
+        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )));
+        }
+    }
+    Ok(o)
+}
+
+async fn delete(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
+    let opts = delete_opts_from(ctx, body)?;
+    let (kv, obj) = load(ctx).await?;
+    let (code, out) = delete_one(ctx, kv, obj, &opts).await?;
+    Ok(match out {
+        Some(obj) => render_one(ctx, &obj, code),
+        None => json_response(code, &success_status(None)),
+    })
+}
+
+/// Deletes one loaded object per the options. Returns the HTTP code (200
+/// deleted, 202 accepted and pending) and the object.
+pub async fn delete_one(
+    ctx: &Ctx,
+    kv: KeyValue,
+    mut obj: Value,
+    opts: &DeleteOpts,
+) -> ApiResult<(StatusCode, Option<Value>)> {
+    let name = objects::name(&obj).to_string();
+    if let Some(uid) = &opts.precondition_uid {
+        let have = meta_str(&obj, "uid").unwrap_or("");
+        if have != uid {
+            return Err(ApiError::conflict(
+                &ctx.res,
+                &name,
+                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"),
+            ));
+        }
+    }
+    if let Some(rv) = &opts.precondition_rv {
+        if *rv != kv.mod_revision.to_string() {
+            return Err(ApiError::conflict(
+                &ctx.res,
+                &name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    kv.mod_revision
+                ),
+            ));
+        }
+    }
+    let mut finalizers = objects::finalizers(&obj);
+    let already = obj.pointer("/metadata/deletionTimestamp").is_some();
+    match opts.propagation.as_deref() {
+        Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") && !already => finalizers.push("orphan".into()),
+        Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") && !already => {
+            finalizers.push("foregroundDeletion".into())
+        }
+        _ => {}
+    }
+    let is_ns = ctx.res.group.is_empty() && ctx.res.kind == "Namespace";
+    let is_pod = ctx.res.group.is_empty() && ctx.res.kind == "Pod";
+    let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let grace = if is_pod {
+        let g = opts.grace.unwrap_or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30)
+        });
+        // Unbound or finished pods go at once, as in kube-apiserver.
+        let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+        if !bound || phase == "Succeeded" || phase == "Failed" { 0 } else { g.max(0) }
+    } else {
+        0
+    };
+    if ctx.dry_run() {
+        return Ok((StatusCode::OK, Some(obj)));
+    }
+    if finalizers.is_empty() && grace == 0 && !is_ns {
+        let kv = match ctx.state.store.delete(&kv.key, Some(kv.mod_revision)).await {
+            Ok(kv) => kv,
+            Err(rkube_store::Error::Conflict { .. }) => return Err(ApiError::modified(&ctx.res, &name)),
+            Err(rkube_store::Error::NotFound(_)) => return Err(ApiError::not_found(&ctx.res, &name)),
+            Err(e) => return Err(e.into()),
+        };
+        objects::set_rv(&mut obj, kv.mod_revision);
+        crate::hooks::after_delete(ctx, &obj).await;
+        return Ok((StatusCode::OK, Some(obj)));
+    }
+    // Pending deletion: mark it and let finalizers / the node agent finish.
+    {
+        let meta = meta_mut(&mut obj);
+        if !already {
+            let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
+            meta.insert("deletionTimestamp".into(), json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+            meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+        } else if is_pod {
+            let cur = meta.get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(grace);
+            if grace < cur {
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+        }
+        if !finalizers.is_empty() {
+            meta.insert("finalizers".into(), json!(finalizers));
+        }
+    }
+    if is_ns {
+        obj["status"] = json!({"phase": "Terminating"});
+    }
+    if is_pod && grace == 0 && finalizers.is_empty() {
+        let kv = ctx.state.store.delete(&kv.key, Some(kv.mod_revision)).await.map_err(|e| match e {
+            rkube_store::Error::Conflict { .. } => ApiError::modified(&ctx.res, &name),
+            other => other.into(),
+        })?;
+        objects::set_rv(&mut obj, kv.mod_revision);
+        return Ok((StatusCode::OK, Some(obj)));
+    }
+    let new_kv = ctx
+        .state
+        .store
+        .update(&kv.key, encode(&obj), Some(kv.mod_revision))
+        .await
+        .map_err(|e| match e {
+            rkube_store::Error::Conflict { .. } => ApiError::modified(&ctx.res, &name),
+            other => other.into(),
+        })?;
+    objects::set_rv(&mut obj, new_kv.mod_revision);
+    if is_ns {
+        crate::hooks::finalize_namespace(ctx.state.clone(), name.clone());
+    }
+    Ok((StatusCode::ACCEPTED, Some(obj)))
+}
+
+async fn delete_collection(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
+    let opts = delete_opts_from(ctx, body)?;
+    let filter = ListFilter::parse(ctx)?;
+    let prefix = ctx.res.key_prefix_ns(ctx.ns());
+    let page = ctx.state.store.list(&prefix, None, 0).await?;
+    let mut deleted = Vec::new();
+    for kv in page.items {
+        let obj = decode(&kv)?;
+        if !filter.matches(&obj) {
+            continue;
+        }
+        match delete_one(ctx, kv, obj, &opts).await {
+            Ok((_, Some(o))) => deleted.push(o),
+            Ok(_) => {}
+            Err(e) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let rv = ctx.state.store.current_revision().to_string();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": ctx.res.list_kind(), "apiVersion": ctx.res.api_version(), "metadata": {"resourceVersion": rv}, "items": deleted}),
+    ))
+}

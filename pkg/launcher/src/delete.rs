@@ -1,0 +1,61 @@
+//! `rkube delete`: stop the profile, remove its directory and its entries
+//! from the user's kubeconfig.
+
+use crate::pidfile::Procfs;
+use crate::profile::Profile;
+use crate::{stop, Error, Result};
+
+/// Stops and deletes `profile`; returns whether its directory existed.
+pub fn delete(profile: &Profile, kubeconfig: &std::path::Path) -> Result<bool> {
+    let existed = profile.exists();
+    if existed {
+        stop::stop(profile, &Procfs::default(), stop::GRACE)?;
+        std::fs::remove_dir_all(profile.dir()).map_err(Error::io("remove", profile.dir()))?;
+    }
+    rkube_pki::kubeconfig::remove(kubeconfig, profile.name()).map_err(|source| Error::Kubeconfig {
+        path: kubeconfig.to_path_buf(),
+        source,
+    })?;
+    Ok(existed)
+}
+
+/// Runs `rkube delete` for one profile, or every profile with `all`.
+pub fn run(profile_name: &str, all: bool) -> Result<()> {
+    let kubeconfig = rkube_pki::kubeconfig::default_path();
+    let profiles = if all {
+        Profile::list()?
+    } else {
+        vec![Profile::new(profile_name)?]
+    };
+    if all && profiles.is_empty() {
+        println!("🤷  No profiles to delete");
+    }
+    for profile in profiles {
+        if delete(&profile, &kubeconfig)? {
+            println!("🔥  Deleted profile \"{}\"", profile.name());
+        } else {
+            println!("🤷  Profile \"{}\" does not exist; removed its kubeconfig entries if any", profile.name());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deletes_dir_and_kubeconfig_entries() {
+        let home = tempfile::tempdir().unwrap();
+        let kc = home.path().join("kubeconfig");
+        let profile = Profile::in_home(home.path(), "dev").unwrap();
+        profile.create_dirs().unwrap();
+        rkube_pki::kubeconfig::merge(&kc, "dev", "https://127.0.0.1:1", "ca", "cert", "key").unwrap();
+        rkube_pki::kubeconfig::merge(&kc, "keep", "https://127.0.0.1:2", "ca", "cert", "key").unwrap();
+        assert!(delete(&profile, &kc).unwrap());
+        assert!(!profile.dir().exists());
+        let text = std::fs::read_to_string(&kc).unwrap();
+        assert!(!text.contains("name: dev") && text.contains("name: keep"), "{text}");
+        assert!(!delete(&profile, &kc).unwrap());
+    }
+}
