@@ -115,8 +115,12 @@ impl Cluster {
             name: name.to_string(),
             port: free_port()?,
             bin,
-            home: tempfile::Builder::new().prefix("rkube-e2e-home-").tempdir()?,
-            work: tempfile::Builder::new().prefix("rkube-e2e-work-").tempdir()?,
+            home: tempfile::Builder::new()
+                .prefix("rkube-e2e-home-")
+                .tempdir()?,
+            work: tempfile::Builder::new()
+                .prefix("rkube-e2e-work-")
+                .tempdir()?,
             seq: AtomicU64::new(0),
         };
         std::fs::create_dir_all(cluster.work.path().join("out"))?;
@@ -183,7 +187,13 @@ impl Cluster {
             .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(self.name.as_str()))
             .and_then(|c| c.get("cluster")?.get("server")?.as_str())
             .map(str::to_string)
-            .ok_or_else(|| anyhow!("no cluster {:?} in {}", self.name, self.kubeconfig_path().display()))
+            .ok_or_else(|| {
+                anyhow!(
+                    "no cluster {:?} in {}",
+                    self.name,
+                    self.kubeconfig_path().display()
+                )
+            })
     }
 
     /// The pid recorded in `profiles/<name>/rkube.pid`, if any.
@@ -194,16 +204,20 @@ impl Cluster {
 
     /// The last `n` lines of the daemon log.
     pub fn log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(self.profile_dir().join("rkube.log")).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.profile_dir().join("rkube.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// SIGKILLs the daemon and waits until it is gone.
     pub fn kill9(&self) -> Result<()> {
-        let pid = self
-            .daemon_pid()
-            .ok_or_else(|| anyhow!("no pid in {}", self.profile_dir().join("rkube.pid").display()))?;
+        let pid = self.daemon_pid().ok_or_else(|| {
+            anyhow!(
+                "no pid in {}",
+                self.profile_dir().join("rkube.pid").display()
+            )
+        })?;
         kill9_and_wait(pid)
     }
 
@@ -234,7 +248,12 @@ impl Cluster {
     /// [`Cluster::kubectl_ok`] with `stdin`.
     pub fn kubectl_stdin_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.kubectl_stdin(args, stdin);
-        assert!(out.status.success(), "kubectl {} failed: {}", args.join(" "), describe(&out));
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}",
+            args.join(" "),
+            describe(&out)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -268,9 +287,16 @@ impl Cluster {
     pub fn curl(&self, path: &str, token: Option<&str>) -> Result<(u16, String)> {
         let url = format!("{}{path}", self.server_url()?);
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--max-time", "30", "-w", "\n%{http_code}", "--cacert"])
-            .arg(self.ca_path())
-            .arg(&url);
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(self.ca_path())
+        .arg(&url);
         if let Some(token) = token {
             cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
         }
@@ -280,7 +306,10 @@ impl Cluster {
         }
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-        let code = code.trim().parse().with_context(|| format!("curl status in {text:?}"))?;
+        let code = code
+            .trim()
+            .parse()
+            .with_context(|| format!("curl status in {text:?}"))?;
         Ok((code, body.to_string()))
     }
 
@@ -311,8 +340,14 @@ impl Cluster {
         let err_path = self.work.path().join("out").join(format!("{n}.err"));
         cmd.stdout(File::create(&out_path)?)
             .stderr(File::create(&err_path)?)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        let mut child = cmd.spawn().with_context(|| format!("spawn {:?}", cmd.get_program()))?;
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {:?}", cmd.get_program()))?;
         if let Some(data) = stdin {
             let mut pipe = child.stdin.take().expect("stdin is piped");
             pipe.write_all(data)?;
@@ -365,7 +400,10 @@ fn wait_timeout(child: &mut std::process::Child, timeout: Duration) -> Result<Ex
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name.
-        Ok(stat) => stat.rsplit_once(')').map(|(_, rest)| rest.trim_start()).is_some_and(|s| !s.starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start())
+            .is_some_and(|s| !s.starts_with('Z')),
         Err(_) => false,
     }
 }

@@ -32,7 +32,11 @@ pub fn schema<'a>(crd: &'a Value, version: &str) -> Option<&'a Value> {
 
 fn str_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -40,9 +44,11 @@ fn str_list(v: Option<&Value>) -> Vec<String> {
 pub fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
     let spec = &crd["spec"];
     let names = &spec["names"];
-    let (Some(group), Some(plural), Some(kind)) =
-        (spec["group"].as_str(), names["plural"].as_str(), names["kind"].as_str())
-    else {
+    let (Some(group), Some(plural), Some(kind)) = (
+        spec["group"].as_str(),
+        names["plural"].as_str(),
+        names["kind"].as_str(),
+    ) else {
         return Vec::new();
     };
     let singular = names["singular"]
@@ -236,11 +242,19 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn push(&mut self, reason: &str, field: &str, message: String) {
-        self.out.push(Cause { reason: reason.into(), message, field: field.into() });
+        self.out.push(Cause {
+            reason: reason.into(),
+            message,
+            field: field.into(),
+        });
     }
 
     fn invalid(&mut self, field: &str, value: &Value, detail: String) {
-        self.push("FieldValueInvalid", field, format!("Invalid value: {}: {detail}", show(value)));
+        self.push(
+            "FieldValueInvalid",
+            field,
+            format!("Invalid value: {}: {detail}", show(value)),
+        );
     }
 
     fn check(&mut self, s: &Value, v: &Value, path: &str) {
@@ -255,7 +269,9 @@ impl Validator<'_> {
                 self.push(
                     "FieldValueTypeInvalid",
                     path,
-                    format!("Invalid value: \"null\": {name} in body must be of type {ty}: \"null\""),
+                    format!(
+                        "Invalid value: \"null\": {name} in body must be of type {ty}: \"null\""
+                    ),
                 );
                 return;
             }
@@ -294,7 +310,11 @@ impl Validator<'_> {
                 self.push(
                     "FieldValueNotSupported",
                     path,
-                    format!("Unsupported value: {}: supported values: {}", show(v), list.join(", ")),
+                    format!(
+                        "Unsupported value: {}: supported values: {}",
+                        show(v),
+                        list.join(", ")
+                    ),
                 );
             }
         }
@@ -305,16 +325,29 @@ impl Validator<'_> {
                 let n = items.len() as u64;
                 if let Some(max) = s.get("maxItems").and_then(Value::as_u64) {
                     if n > max {
-                        self.push("FieldValueTooMany", path, format!("Too many: {n}: must have at most {max} items"));
+                        self.push(
+                            "FieldValueTooMany",
+                            path,
+                            format!("Too many: {n}: must have at most {max} items"),
+                        );
                     }
                 }
                 if let Some(min) = s.get("minItems").and_then(Value::as_u64) {
                     if n < min {
-                        self.invalid(path, v, format!("{name} in body should have at least {min} items"));
+                        self.invalid(
+                            path,
+                            v,
+                            format!("{name} in body should have at least {min} items"),
+                        );
                     }
                 }
-                if is_true(s, "uniqueItems") || s.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set") {
-                    let dup = items.iter().enumerate().find(|(i, a)| items[..*i].contains(a));
+                if is_true(s, "uniqueItems")
+                    || s.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set")
+                {
+                    let dup = items
+                        .iter()
+                        .enumerate()
+                        .find(|(i, a)| items[..*i].contains(a));
                     if let Some((i, d)) = dup {
                         self.push(
                             "FieldValueDuplicate",
@@ -333,18 +366,35 @@ impl Validator<'_> {
                 let n = map.len() as u64;
                 if let Some(max) = s.get("maxProperties").and_then(Value::as_u64) {
                     if n > max {
-                        self.push("FieldValueTooMany", path, format!("Too many: {n}: must have at most {max} items"));
+                        self.push(
+                            "FieldValueTooMany",
+                            path,
+                            format!("Too many: {n}: must have at most {max} items"),
+                        );
                     }
                 }
                 if let Some(min) = s.get("minProperties").and_then(Value::as_u64) {
                     if n < min {
-                        self.invalid(path, v, format!("{name} in body should have at least {min} properties"));
+                        self.invalid(
+                            path,
+                            v,
+                            format!("{name} in body should have at least {min} properties"),
+                        );
                     }
                 }
-                for r in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+                for r in s
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(r) = r.as_str() {
                         if !map.contains_key(r) {
-                            self.push("FieldValueRequired", &child(path, r), "Required value".into());
+                            self.push(
+                                "FieldValueRequired",
+                                &child(path, r),
+                                "Required value".into(),
+                            );
                         }
                     }
                 }
@@ -352,7 +402,10 @@ impl Validator<'_> {
                 let additional = s.get("additionalProperties").filter(|a| a.is_object());
                 let embedded = is_true(s, "x-kubernetes-embedded-resource");
                 for (k, x) in map {
-                    if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") && props.is_none_or(|p| !p.contains_key(k)) {
+                    if embedded
+                        && matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+                        && props.is_none_or(|p| !p.contains_key(k))
+                    {
                         continue;
                     }
                     if let Some(sub) = props.and_then(|p| p.get(k)) {
@@ -371,12 +424,20 @@ impl Validator<'_> {
         if let Some(max) = s.get("maxLength").and_then(Value::as_u64) {
             if len > max {
                 let unit = if max == 1 { "byte" } else { "bytes" };
-                self.push("FieldValueTooLong", path, format!("Too long: may not be more than {max} {unit}"));
+                self.push(
+                    "FieldValueTooLong",
+                    path,
+                    format!("Too long: may not be more than {max} {unit}"),
+                );
             }
         }
         if let Some(min) = s.get("minLength").and_then(Value::as_u64) {
             if len < min {
-                self.invalid(path, v, format!("{name} in body should be at least {min} chars long"));
+                self.invalid(
+                    path,
+                    v,
+                    format!("{name} in body should be at least {min} chars long"),
+                );
             }
         }
         if let Some(p) = s.get("pattern").and_then(Value::as_str) {
@@ -399,27 +460,53 @@ impl Validator<'_> {
                 self.push(
                     "FieldValueTypeInvalid",
                     path,
-                    format!("Invalid value: {}: {name} in body must be of type {fmt}: \"{}\"", v, v),
+                    format!(
+                        "Invalid value: {}: {name} in body must be of type {fmt}: \"{}\"",
+                        v, v
+                    ),
                 );
             }
         }
         if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
             let excl = is_true(s, "exclusiveMinimum");
             if x < min || (excl && x == min) {
-                let op = if excl { "greater than" } else { "greater than or equal to" };
-                self.invalid(path, v, format!("{name} in body should be {op} {}", num(&s["minimum"])));
+                let op = if excl {
+                    "greater than"
+                } else {
+                    "greater than or equal to"
+                };
+                self.invalid(
+                    path,
+                    v,
+                    format!("{name} in body should be {op} {}", num(&s["minimum"])),
+                );
             }
         }
         if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
             let excl = is_true(s, "exclusiveMaximum");
             if x > max || (excl && x == max) {
-                let op = if excl { "less than" } else { "less than or equal to" };
-                self.invalid(path, v, format!("{name} in body should be {op} {}", num(&s["maximum"])));
+                let op = if excl {
+                    "less than"
+                } else {
+                    "less than or equal to"
+                };
+                self.invalid(
+                    path,
+                    v,
+                    format!("{name} in body should be {op} {}", num(&s["maximum"])),
+                );
             }
         }
         if let Some(m) = s.get("multipleOf").and_then(Value::as_f64) {
             if m > 0.0 && (x / m).fract() != 0.0 {
-                self.invalid(path, v, format!("{name} in body should be a multiple of {}", num(&s["multipleOf"])));
+                self.invalid(
+                    path,
+                    v,
+                    format!(
+                        "{name} in body should be a multiple of {}",
+                        num(&s["multipleOf"])
+                    ),
+                );
             }
         }
     }
@@ -588,7 +675,14 @@ mod pattern {
     }
 
     fn space() -> Vec<(char, char)> {
-        vec![(' ', ' '), ('\t', '\t'), ('\n', '\n'), ('\r', '\r'), ('\x0c', '\x0c'), ('\x0b', '\x0b')]
+        vec![
+            (' ', ' '),
+            ('\t', '\t'),
+            ('\n', '\n'),
+            ('\r', '\r'),
+            ('\x0c', '\x0c'),
+            ('\x0b', '\x0b'),
+        ]
     }
 
     /// Ends positions reachable after matching `seq` from `pos`.
@@ -606,8 +700,14 @@ mod pattern {
 
     fn step(node: &Node, text: &[char], pos: usize) -> Vec<usize> {
         match node {
-            Node::Char(c) => (text.get(pos) == Some(c)).then_some(pos + 1).into_iter().collect(),
-            Node::Any => (pos < text.len() && text[pos] != '\n').then_some(pos + 1).into_iter().collect(),
+            Node::Char(c) => (text.get(pos) == Some(c))
+                .then_some(pos + 1)
+                .into_iter()
+                .collect(),
+            Node::Any => (pos < text.len() && text[pos] != '\n')
+                .then_some(pos + 1)
+                .into_iter()
+                .collect(),
             Node::Class(ranges, neg) => text
                 .get(pos)
                 .filter(|c| ranges.iter().any(|(lo, hi)| (lo..=hi).contains(c)) != *neg)
@@ -655,7 +755,9 @@ mod pattern {
     /// Whether `pattern` matches anywhere in `text` (unanchored, like RE2's
     /// MatchString); None when the pattern is outside the supported subset.
     pub fn matches(pattern: &str, text: &str) -> Option<bool> {
-        let mut p = Parser { chars: pattern.chars().peekable() };
+        let mut p = Parser {
+            chars: pattern.chars().peekable(),
+        };
         let alts = p.alternation()?;
         if p.chars.next().is_some() {
             return None;
@@ -671,8 +773,14 @@ mod pattern {
 
         #[test]
         fn subset() {
-            assert_eq!(matches("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "my-name"), Some(true));
-            assert_eq!(matches("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "-bad"), Some(false));
+            assert_eq!(
+                matches("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "my-name"),
+                Some(true)
+            );
+            assert_eq!(
+                matches("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "-bad"),
+                Some(false)
+            );
             assert_eq!(matches("^\\d{1,3}$", "123"), Some(true));
             assert_eq!(matches("^\\d{1,3}$", "1234"), Some(false));
             assert_eq!(matches("ab", "xxabyy"), Some(true));
@@ -697,12 +805,14 @@ pub fn definition_name(group: &str, version: &str, kind: &str) -> String {
 pub fn kind_schema(crd: &Value, version: &str, ref_prefix: &str) -> Option<Value> {
     let group = crd.pointer("/spec/group")?.as_str()?;
     let kind = crd.pointer("/spec/names/kind")?.as_str()?;
-    let mut s = schema(crd, version)
-        .cloned()
-        .unwrap_or_else(|| serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+    let mut s = schema(crd, version).cloned().unwrap_or_else(
+        || serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+    );
     let obj = s.as_object_mut()?;
     obj.entry("type").or_insert("object".into());
-    let props = obj.entry("properties").or_insert_with(|| Value::Object(Map::new()));
+    let props = obj
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()));
     if let Some(props) = props.as_object_mut() {
         props.insert(
             "apiVersion".into(),
@@ -774,9 +884,16 @@ mod tests {
         assert_eq!(printer_columns(&crd(), "v1").unwrap()[0]["name"], "Spec");
         assert_eq!(
             scale_paths(&crd(), "v1").unwrap(),
-            (".spec.replicas".into(), ".status.replicas".into(), Some(".status.selector".into()))
+            (
+                ".spec.replicas".into(),
+                ".status.replicas".into(),
+                Some(".status.selector".into())
+            )
         );
-        assert_eq!(definition_name("stable.example.com", "v1", "CronTab"), "com.example.stable.v1.CronTab");
+        assert_eq!(
+            definition_name("stable.example.com", "v1", "CronTab"),
+            "com.example.stable.v1.CronTab"
+        );
     }
 
     #[test]
@@ -784,20 +901,38 @@ mod tests {
         let obj = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "a"},
             "spec": {"replicas": "string", "image": "toolong", "mode": "C", "port": 80, "tags": [{"k": 1}], "labels": {"a": 1}, "opt": null}});
         let causes = validate_custom(&crd(), "v1", &obj);
-        let msg = |f: &str| causes.iter().find(|c| c.field == f).map(|c| c.message.clone()).unwrap_or_default();
-        assert_eq!(msg("spec.replicas"), "Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"");
+        let msg = |f: &str| {
+            causes
+                .iter()
+                .find(|c| c.field == f)
+                .map(|c| c.message.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            msg("spec.replicas"),
+            "Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\""
+        );
         assert_eq!(msg("spec.cronSpec"), "Required value");
         assert_eq!(msg("spec.image"), "Too long: may not be more than 5 bytes");
-        assert_eq!(msg("spec.mode"), "Unsupported value: \"C\": supported values: \"A\", \"B\"");
+        assert_eq!(
+            msg("spec.mode"),
+            "Unsupported value: \"C\": supported values: \"A\", \"B\""
+        );
         assert_eq!(msg("spec.tags[0].k"), "Invalid value: \"integer\": spec.tags[0].k in body must be of type string: \"integer\"");
-        assert_eq!(msg("spec.labels.a"), "Invalid value: \"integer\": spec.labels.a in body must be of type string: \"integer\"");
+        assert_eq!(
+            msg("spec.labels.a"),
+            "Invalid value: \"integer\": spec.labels.a in body must be of type string: \"integer\""
+        );
         assert_eq!(causes.len(), 6, "{causes:?}");
         let ok = json!({"spec": {"cronSpec": "*/5 * * * *", "replicas": 3, "port": "http"}});
         assert!(validate_custom(&crd(), "v1", &ok).is_empty());
         let bad = json!({"spec": {"cronSpec": "nope", "replicas": 11}});
         let causes = validate_custom(&crd(), "v1", &bad);
         assert_eq!(causes[0].message, "Invalid value: \"nope\": spec.cronSpec in body should match '^(\\d+|\\*)(/\\d+)?(\\s+(\\d+|\\*)(/\\d+)?){4}$'");
-        assert_eq!(causes[1].message, "Invalid value: 11: spec.replicas in body should be less than or equal to 10");
+        assert_eq!(
+            causes[1].message,
+            "Invalid value: 11: spec.replicas in body should be less than or equal to 10"
+        );
     }
 
     #[test]
@@ -807,7 +942,10 @@ mod tests {
             "spec": {"cronSpec": "* * * * *", "bogus": true, "tags": [{"k": "x", "z": 1}], "free": {"any": {"thing": 1}}, "port": {"odd": 1}},
             "status": {"replicas": 1, "junk": "x"}});
         let pruned = prune(&crd(), "v1", &mut obj);
-        assert_eq!(pruned, ["extra", "spec.bogus", "spec.tags[0].z", "status.junk"]);
+        assert_eq!(
+            pruned,
+            ["extra", "spec.bogus", "spec.tags[0].z", "status.junk"]
+        );
         assert!(obj.get("extra").is_none());
         assert_eq!(obj["spec"]["free"]["any"]["thing"], 1);
         assert_eq!(obj["metadata"]["name"], "a");

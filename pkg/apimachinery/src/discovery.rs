@@ -90,7 +90,11 @@ pub fn api_resource_list(resources: &[ResourceInfo], group: &str, version: &str)
             list.push(Value::Object(e));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     Some(json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -136,7 +140,15 @@ fn resource_discovery(r: &ResourceInfo) -> Value {
         "responseKind".into(),
         json!({"group": r.group, "version": r.version, "kind": r.kind}),
     );
-    e.insert("scope".into(), if r.namespaced { "Namespaced" } else { "Cluster" }.into());
+    e.insert(
+        "scope".into(),
+        if r.namespaced {
+            "Namespaced"
+        } else {
+            "Cluster"
+        }
+        .into(),
+    );
     e.insert("singularResource".into(), r.singular.clone().into());
     e.insert("verbs".into(), json!(r.verbs));
     if !r.short_names.is_empty() {
@@ -275,7 +287,10 @@ mod tests {
     fn legacy_documents() {
         let all = builtin_resources();
         let v = api_versions("10.0.0.1:6443");
-        assert_eq!(v["serverAddressByClientCIDRs"][0]["serverAddress"], "10.0.0.1:6443");
+        assert_eq!(
+            v["serverAddressByClientCIDRs"][0]["serverAddress"],
+            "10.0.0.1:6443"
+        );
         let list = api_resource_list(&all, "", "v1").unwrap();
         assert_eq!(list["groupVersion"], "v1");
         let res = list["resources"].as_array().unwrap();
@@ -286,7 +301,10 @@ mod tests {
         assert_eq!(exec["verbs"], json!(["create", "get"]));
         assert_eq!(exec["kind"], "PodExecOptions");
         let evict = res.iter().find(|r| r["name"] == "pods/eviction").unwrap();
-        assert_eq!((&evict["group"], &evict["version"]), (&json!("policy"), &json!("v1")));
+        assert_eq!(
+            (&evict["group"], &evict["version"]),
+            (&json!("policy"), &json!("v1"))
+        );
         let bindings = res.iter().find(|r| r["name"] == "bindings").unwrap();
         assert_eq!(bindings["verbs"], json!(["create"]));
         assert!(bindings.get("storageVersionHash").is_none());
@@ -325,15 +343,32 @@ mod tests {
         assert_eq!(items[0]["metadata"]["name"], "");
         let v1 = &items[0]["versions"][0];
         assert_eq!(v1["freshness"], "Current");
-        let pods = v1["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "pods").unwrap();
+        let pods = v1["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap();
         assert_eq!(pods["scope"], "Namespaced");
-        assert_eq!(pods["responseKind"], json!({"group": "", "version": "v1", "kind": "Pod"}));
-        let status = pods["subresources"].as_array().unwrap().iter().find(|s| s["subresource"] == "status");
+        assert_eq!(
+            pods["responseKind"],
+            json!({"group": "", "version": "v1", "kind": "Pod"})
+        );
+        let status = pods["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["subresource"] == "status");
         assert_eq!(status.unwrap()["verbs"], json!(["get", "patch", "update"]));
 
         let apis = aggregated(&all, false, "apidiscovery.k8s.io/v2beta1");
         assert_eq!(apis["apiVersion"], "apidiscovery.k8s.io/v2beta1");
-        let names: Vec<&str> = apis["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"apps") && !names.contains(&""));
     }
 
@@ -341,6 +376,9 @@ mod tests {
     fn version_priority() {
         let mut v = vec!["v1alpha1", "v2", "v1beta1", "foo", "v1", "v1beta2", "v10"];
         v.sort_by(|a, b| compare_versions(a, b));
-        assert_eq!(v, ["v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
+        assert_eq!(
+            v,
+            ["v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
     }
 }

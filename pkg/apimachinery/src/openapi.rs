@@ -6,8 +6,8 @@
 //! strategic-merge extensions, operations with `fieldValidation`). The same
 //! schemas drive unknown-field detection for `fieldValidation=Strict|Warn`.
 
-mod paths;
 mod patch_meta;
+mod paths;
 mod registry;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -94,14 +94,24 @@ impl OpenApi {
     /// Adds or replaces (by `metadata.name`) one CRD.
     pub fn add_crd(&mut self, crd: &Value) {
         let name = &crd["metadata"]["name"];
-        let mut crds: Vec<Value> = self.crds.iter().filter(|c| &c["metadata"]["name"] != name).cloned().collect();
+        let mut crds: Vec<Value> = self
+            .crds
+            .iter()
+            .filter(|c| &c["metadata"]["name"] != name)
+            .cloned()
+            .collect();
         crds.push(crd.clone());
         self.set_custom_resources(&crds);
     }
 
     /// Removes the CRD named `name`.
     pub fn remove_crd(&mut self, name: &str) {
-        let crds: Vec<Value> = self.crds.iter().filter(|c| c["metadata"]["name"] != name).cloned().collect();
+        let crds: Vec<Value> = self
+            .crds
+            .iter()
+            .filter(|c| c["metadata"]["name"] != name)
+            .cloned()
+            .collect();
         self.set_custom_resources(&crds);
     }
 
@@ -118,9 +128,18 @@ impl OpenApi {
                 if let Some(schema) = crate::crd::kind_schema(crd, &r.version, DEFS) {
                     self.crd_defs.insert(name.clone(), schema);
                 }
-                self.crd_defs.insert(format!("{name}List"), list_schema(&r, &format!("{DEFS}{name}")));
-                self.crd_kinds.insert((r.group.clone(), r.version.clone(), r.kind.clone()), (i, name.clone()));
-                self.crd_kinds.insert((r.group.clone(), r.version.clone(), r.list_kind()), (i, format!("{name}List")));
+                self.crd_defs.insert(
+                    format!("{name}List"),
+                    list_schema(&r, &format!("{DEFS}{name}")),
+                );
+                self.crd_kinds.insert(
+                    (r.group.clone(), r.version.clone(), r.kind.clone()),
+                    (i, name.clone()),
+                );
+                self.crd_kinds.insert(
+                    (r.group.clone(), r.version.clone(), r.list_kind()),
+                    (i, format!("{name}List")),
+                );
                 self.crd_resources.push(r);
             }
         }
@@ -141,7 +160,10 @@ impl OpenApi {
         let mut paths = Map::new();
         for (gv, lazy) in self.crd_docs.iter().chain(&self.builtin_docs) {
             let hash = &self.doc(lazy).hash;
-            paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={hash}")}));
+            paths.insert(
+                gv.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={hash}")}),
+            );
         }
         json!({"paths": paths})
     }
@@ -150,7 +172,11 @@ impl OpenApi {
     /// its hash, or None when no such group-version is served.
     pub fn v3_doc(&self, gv_path: &str) -> Option<(Arc<Vec<u8>>, String)> {
         let key = gv_path.trim_matches('/');
-        let doc = self.doc(self.builtin_docs.get(key).or_else(|| self.crd_docs.get(key))?);
+        let doc = self.doc(
+            self.builtin_docs
+                .get(key)
+                .or_else(|| self.crd_docs.get(key))?,
+        );
         Some((doc.bytes.clone(), doc.hash.clone()))
     }
 
@@ -190,7 +216,10 @@ impl OpenApi {
         if let Some((_, n)) = self.crd_kinds.get(&gvk) {
             return n.clone();
         }
-        self.kinds.get(&gvk).cloned().unwrap_or_else(|| placeholder_name(g, v, k))
+        self.kinds
+            .get(&gvk)
+            .cloned()
+            .unwrap_or_else(|| placeholder_name(g, v, k))
     }
 
     fn doc<'a>(&self, lazy: &'a LazyDoc) -> &'a Doc {
@@ -205,7 +234,10 @@ impl OpenApi {
         paths::render_v3(&items, &lazy.group, &lazy.version, lazy.custom, &mut p);
         let mut schemas = Map::new();
         for name in closure(paths::referenced_defs(&items), |n| self.lookup(n)) {
-            let schema = self.lookup(&name).cloned().unwrap_or_else(|| placeholder(&name));
+            let schema = self
+                .lookup(&name)
+                .cloned()
+                .unwrap_or_else(|| placeholder(&name));
             schemas.insert(name.clone(), to_v3(&name, &schema));
         }
         let doc = json!({
@@ -219,7 +251,10 @@ impl OpenApi {
         });
         let bytes = serde_json::to_vec(&doc).unwrap_or_default();
         let hash = hex_upper(&Sha512::digest(&bytes));
-        Doc { bytes: Arc::new(bytes), hash }
+        Doc {
+            bytes: Arc::new(bytes),
+            hash,
+        }
     }
 
     fn build_v2(&self) -> Vec<u8> {
@@ -229,7 +264,10 @@ impl OpenApi {
         for (resources, custom) in [(&self.builtin, false), (&self.crd_resources, true)] {
             let mut by_gv: BTreeMap<(String, String), Vec<&ResourceInfo>> = BTreeMap::new();
             for r in resources.iter() {
-                by_gv.entry((r.group.clone(), r.version.clone())).or_default().push(r);
+                by_gv
+                    .entry((r.group.clone(), r.version.clone()))
+                    .or_default()
+                    .push(r);
             }
             for ((g, v), rs) in by_gv {
                 let items = paths::group_version_paths(&rs, &def_name);
@@ -239,7 +277,10 @@ impl OpenApi {
         }
         let mut definitions = Map::new();
         for name in closure(refs, |n| self.lookup(n)) {
-            let schema = self.lookup(&name).cloned().unwrap_or_else(|| placeholder(&name));
+            let schema = self
+                .lookup(&name)
+                .cloned()
+                .unwrap_or_else(|| placeholder(&name));
             definitions.insert(name, schema);
         }
         let doc = json!({
@@ -255,10 +296,16 @@ impl OpenApi {
 }
 
 /// Unbuilt documents of `resources`, keyed `api/v1` / `apis/<g>/<v>`.
-fn lazy_docs(resources: &[ResourceInfo], custom: bool, crds: &[Value]) -> BTreeMap<String, LazyDoc> {
+fn lazy_docs(
+    resources: &[ResourceInfo],
+    custom: bool,
+    crds: &[Value],
+) -> BTreeMap<String, LazyDoc> {
     let mut out: BTreeMap<String, LazyDoc> = BTreeMap::new();
     for r in resources {
-        let key = paths::base(&r.group, &r.version).trim_start_matches('/').to_string();
+        let key = paths::base(&r.group, &r.version)
+            .trim_start_matches('/')
+            .to_string();
         let lazy = out.entry(key).or_insert_with(|| LazyDoc {
             group: r.group.clone(),
             version: r.version.clone(),
@@ -270,7 +317,11 @@ fn lazy_docs(resources: &[ResourceInfo], custom: bool, crds: &[Value]) -> BTreeM
         lazy.resources.push(r.clone());
     }
     for lazy in out.values_mut() {
-        lazy.inputs = crds.iter().filter(|c| c["spec"]["group"] == lazy.group.as_str()).cloned().collect();
+        lazy.inputs = crds
+            .iter()
+            .filter(|c| c["spec"]["group"] == lazy.group.as_str())
+            .cloned()
+            .collect();
     }
     out
 }
@@ -297,10 +348,16 @@ fn builtin_definitions(builtin: &[ResourceInfo]) -> (Map<String, Value>, HashMap
         if kinds.contains_key(gvk) {
             continue;
         }
-        let found = entries.iter().find(|e| (e.group, e.version, e.kind) == (&gvk.0[..], &gvk.1[..], &gvk.2[..]));
+        let found = entries
+            .iter()
+            .find(|e| (e.group, e.version, e.kind) == (&gvk.0[..], &gvk.1[..], &gvk.2[..]));
         if let Some(e) = found {
             let schema = (e.add)(&mut generator);
-            if let Some(name) = schema.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix(DEFS)) {
+            if let Some(name) = schema
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix(DEFS))
+            {
                 kinds.insert(gvk.clone(), name.to_string());
             }
         }
@@ -332,7 +389,8 @@ fn builtin_definitions(builtin: &[ResourceInfo]) -> (Map<String, Value>, HashMap
             None => {
                 let n = placeholder_name(&r.group, &r.version, &r.kind);
                 let mut s = placeholder(&n);
-                s["x-kubernetes-group-version-kind"] = json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
+                s["x-kubernetes-group-version-kind"] =
+                    json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
                 defs.insert(n.clone(), s);
                 kinds.insert(gvk, n.clone());
                 n
@@ -364,9 +422,13 @@ fn fix_definition(schema: &mut Value) {
 }
 
 fn add_gvk(defs: &mut Map<String, Value>, name: &str, gvk: &Gvk) {
-    let Some(def) = defs.get_mut(name).and_then(Value::as_object_mut) else { return };
+    let Some(def) = defs.get_mut(name).and_then(Value::as_object_mut) else {
+        return;
+    };
     let entry = json!({"group": gvk.0, "version": gvk.1, "kind": gvk.2});
-    let list = def.entry("x-kubernetes-group-version-kind").or_insert_with(|| json!([]));
+    let list = def
+        .entry("x-kubernetes-group-version-kind")
+        .or_insert_with(|| json!([]));
     if let Some(a) = list.as_array_mut() {
         if !a.contains(&entry) {
             a.push(entry);
@@ -390,7 +452,11 @@ fn list_schema(r: &ResourceInfo, item_ref: &str) -> Value {
 }
 
 fn placeholder_name(g: &str, v: &str, k: &str) -> String {
-    let g = if g.is_empty() { "core" } else { g.split('.').next().unwrap_or(g) };
+    let g = if g.is_empty() {
+        "core"
+    } else {
+        g.split('.').next().unwrap_or(g)
+    };
     format!("io.k8s.api.{g}.{v}.{k}")
 }
 
@@ -403,7 +469,11 @@ fn closure<'a>(start: Vec<String>, lookup: impl Fn(&str) -> Option<&'a Value>) -
     fn refs(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::Object(m) => {
-                if let Some(r) = m.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix(DEFS)) {
+                if let Some(r) = m
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix(DEFS))
+                {
                     out.push(r.to_string());
                 }
                 m.values().for_each(|x| refs(x, out));
@@ -430,7 +500,8 @@ fn to_v3(name: &str, schema: &Value) -> Value {
     fn conv(v: &Value) -> Value {
         match v {
             Value::Object(m) => {
-                let mut out: Map<String, Value> = m.iter().map(|(k, x)| (k.clone(), conv(x))).collect();
+                let mut out: Map<String, Value> =
+                    m.iter().map(|(k, x)| (k.clone(), conv(x))).collect();
                 if let Some(r) = m.get("$ref").and_then(Value::as_str) {
                     let r = r.replace(DEFS, SCHEMAS);
                     if m.len() == 1 {
@@ -448,8 +519,12 @@ fn to_v3(name: &str, schema: &Value) -> Value {
     }
     let mut out = conv(schema);
     let one_of = match name {
-        "io.k8s.apimachinery.pkg.util.intstr.IntOrString" => Some(json!([{"type": "integer"}, {"type": "string"}])),
-        "io.k8s.apimachinery.pkg.api.resource.Quantity" => Some(json!([{"type": "string"}, {"type": "number"}])),
+        "io.k8s.apimachinery.pkg.util.intstr.IntOrString" => {
+            Some(json!([{"type": "integer"}, {"type": "string"}]))
+        }
+        "io.k8s.apimachinery.pkg.api.resource.Quantity" => {
+            Some(json!([{"type": "string"}, {"type": "number"}]))
+        }
         _ => None,
     };
     if let (Some(one_of), Some(o)) = (one_of, out.as_object_mut()) {
@@ -471,7 +546,11 @@ fn is_true(s: &Value, key: &str) -> bool {
 fn walk(defs: &Map<String, Value>, schema: &Value, v: &Value, path: &str, out: &mut Vec<String>) {
     let mut schema = schema;
     for _ in 0..16 {
-        match schema.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix(DEFS)) {
+        match schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix(DEFS))
+        {
             Some(name) => match defs.get(name) {
                 Some(s) => schema = s,
                 None => return,
@@ -479,7 +558,9 @@ fn walk(defs: &Map<String, Value>, schema: &Value, v: &Value, path: &str, out: &
             None => break,
         }
     }
-    if is_true(schema, "x-kubernetes-preserve-unknown-fields") || is_true(schema, "x-kubernetes-int-or-string") {
+    if is_true(schema, "x-kubernetes-preserve-unknown-fields")
+        || is_true(schema, "x-kubernetes-int-or-string")
+    {
         return;
     }
     match v {
@@ -550,11 +631,16 @@ mod tests {
     #[test]
     fn v3_root_lists_group_versions() {
         let root = API.v3_root();
-        let url = root["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap();
+        let url = root["paths"]["api/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap();
         assert!(url.starts_with("/openapi/v3/api/v1?hash="));
         assert!(root["paths"]["apis/apps/v1"].is_object());
         let (_, hash) = API.v3_doc("apis/apps/v1").unwrap();
-        assert!(root["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap().ends_with(&hash));
+        assert!(root["paths"]["apis/apps/v1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap()
+            .ends_with(&hash));
         assert!(API.v3_doc("apis/nope/v1").is_none());
     }
 
@@ -565,13 +651,18 @@ mod tests {
         let want = json!({"group": gvk.0, "version": gvk.1, "kind": gvk.2});
         let mut found = false;
         for item in doc["paths"].as_object().unwrap().values() {
-            let Some(op) = item.get("patch") else { continue };
+            let Some(op) = item.get("patch") else {
+                continue;
+            };
             if op["x-kubernetes-group-version-kind"] != want {
                 continue;
             }
             found = true;
             let params = op["parameters"].as_array().unwrap();
-            if !params.iter().any(|p| p["name"] == "fieldValidation" && p["in"] == "query") {
+            if !params
+                .iter()
+                .any(|p| p["name"] == "fieldValidation" && p["in"] == "query")
+            {
                 return false;
             }
         }
@@ -583,12 +674,16 @@ mod tests {
         let d = doc("apis/apps/v1");
         assert_eq!(d["openapi"], "3.0.0");
         let dep = &d["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
-        assert_eq!(dep["x-kubernetes-group-version-kind"], json!([{"group": "apps", "version": "v1", "kind": "Deployment"}]));
+        assert_eq!(
+            dep["x-kubernetes-group-version-kind"],
+            json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
+        );
         assert_eq!(
             dep["properties"]["spec"]["allOf"][0]["$ref"],
             "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"
         );
-        let containers = &d["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        let containers =
+            &d["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
         let ios = &d["components"]["schemas"]["io.k8s.apimachinery.pkg.util.intstr.IntOrString"];
@@ -602,28 +697,43 @@ mod tests {
         let text = String::from_utf8(API.v3_doc("apis/apps/v1").unwrap().0.to_vec()).unwrap();
         for part in text.split("\"#/components/schemas/").skip(1) {
             let name = &part[..part.find('"').unwrap()];
-            assert!(d["components"]["schemas"][name].is_object(), "dangling {name}");
+            assert!(
+                d["components"]["schemas"][name].is_object(),
+                "dangling {name}"
+            );
         }
     }
 
     #[test]
     fn every_patchable_kind_supports_field_validation() {
-        for r in builtin_resources().iter().filter(|r| r.verbs.iter().any(|v| v == "patch")) {
+        for r in builtin_resources()
+            .iter()
+            .filter(|r| r.verbs.iter().any(|v| v == "patch"))
+        {
             let path = paths::base(&r.group, &r.version);
             let d = doc(path.trim_start_matches('/'));
-            assert!(supports_field_validation(&d, (&r.group, &r.version, &r.kind)), "{}", r.kind);
+            assert!(
+                supports_field_validation(&d, (&r.group, &r.version, &r.kind)),
+                "{}",
+                r.kind
+            );
             let name = &API.kinds[&(r.group.clone(), r.version.clone(), r.kind.clone())];
-            assert!(d["components"]["schemas"][name]["x-kubernetes-group-version-kind"].is_array(), "{name}");
+            assert!(
+                d["components"]["schemas"][name]["x-kubernetes-group-version-kind"].is_array(),
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn core_doc_and_v2() {
         let d = doc("api/v1");
-        assert!(d["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/exec"]["post"]["operationId"]
-            .as_str()
-            .unwrap()
-            .starts_with("connectCoreV1Post"));
+        assert!(
+            d["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/exec"]["post"]["operationId"]
+                .as_str()
+                .unwrap()
+                .starts_with("connectCoreV1Post")
+        );
         assert!(d["paths"]["/api/v1/namespaces/{namespace}/bindings"]["post"].is_object());
         let v2: Value = serde_json::from_slice(&API.v2()).unwrap();
         assert_eq!(v2["swagger"], "2.0");
@@ -650,11 +760,30 @@ mod tests {
         });
         assert_eq!(
             API.unknown_fields("apps/v1", "Deployment", &obj),
-            ["metadata.bogus", "spec.replicaz", "spec.template.spec.containers[0].imagePullPolicyy"]
+            [
+                "metadata.bogus",
+                "spec.replicaz",
+                "spec.template.spec.containers[0].imagePullPolicyy"
+            ]
         );
         let ok = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "managedFields": [{"fieldsV1": {"f:data": {}}}]}, "data": {"k": "v"}});
         assert!(API.unknown_fields("v1", "ConfigMap", &ok).is_empty());
         assert!(API.unknown_fields("v9", "Nope", &ok).is_empty());
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"ports": [{"port": 80, "targetPort": "http"}], "selector": {"a": "b"}}});
+        assert!(API.unknown_fields("v1", "Service", &svc).is_empty());
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "a.b.c"},
+            "spec": {"group": "b.c", "scope": "Namespaced", "names": {"plural": "as", "kind": "A"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "additionalPrinterColumns": [{"name": "X", "type": "string", "jsonPath": ".spec.x"}],
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                        "properties": {"spec": {"type": "object", "default": {}, "additionalProperties": {"type": "string"},
+                            "x-kubernetes-validations": [{"rule": "true"}]}}}}}]}});
+        assert_eq!(
+            API.unknown_fields("apiextensions.k8s.io/v1", "CustomResourceDefinition", &crd),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -672,15 +801,25 @@ mod tests {
         let mut api = OpenApi::new(&builtin_resources());
         api.set_custom_resources(&[crd]);
         assert!(api.v3_root()["paths"]["apis/stable.example.com/v1"].is_object());
-        let d: Value = serde_json::from_slice(&api.v3_doc("apis/stable.example.com/v1").unwrap().0).unwrap();
+        let d: Value =
+            serde_json::from_slice(&api.v3_doc("apis/stable.example.com/v1").unwrap().0).unwrap();
         let s = &d["components"]["schemas"]["com.example.stable.v1.CronTab"];
         assert_eq!(s["x-kubernetes-group-version-kind"][0]["kind"], "CronTab");
-        assert_eq!(s["properties"]["metadata"]["allOf"][0]["$ref"], "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta");
+        assert_eq!(
+            s["properties"]["metadata"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
         assert!(d["components"]["schemas"][OBJECT_META].is_object());
-        assert!(supports_field_validation(&d, ("stable.example.com", "v1", "CronTab")));
+        assert!(supports_field_validation(
+            &d,
+            ("stable.example.com", "v1", "CronTab")
+        ));
         let obj = json!({"apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": {"name": "x", "nam": 1},
             "spec": {"cronSpec": "x", "cronSpek": "y", "free": {"a": 1}}});
-        assert_eq!(api.unknown_fields("stable.example.com/v1", "CronTab", &obj), ["metadata.nam", "spec.cronSpek"]);
+        assert_eq!(
+            api.unknown_fields("stable.example.com/v1", "CronTab", &obj),
+            ["metadata.nam", "spec.cronSpek"]
+        );
         let v2: Value = serde_json::from_slice(&api.v2()).unwrap();
         assert!(v2["definitions"]["com.example.stable.v1.CronTab"].is_object());
         api.set_custom_resources(&[]);

@@ -59,7 +59,13 @@ pub(crate) const NAME_DESC: &str = "Name must be unique within a namespace. Is r
 pub(crate) const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
 /// One `TableColumnDefinition`.
-pub(crate) fn column(name: &str, ty: &str, format: &str, priority: i64, description: &str) -> Value {
+pub(crate) fn column(
+    name: &str,
+    ty: &str,
+    format: &str,
+    priority: i64,
+    description: &str,
+) -> Value {
     json!({"name": name, "type": ty, "format": format, "description": description, "priority": priority})
 }
 
@@ -68,7 +74,9 @@ pub(crate) fn column(name: &str, ty: &str, format: &str, priority: i64, descript
 fn crd_columns(crd_printer_columns: Option<&[Value]>) -> Vec<Value> {
     match crd_printer_columns {
         Some(cols) if !cols.is_empty() => cols.to_vec(),
-        _ => vec![json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp", "description": AGE_DESC})],
+        _ => vec![
+            json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp", "description": AGE_DESC}),
+        ],
     }
 }
 
@@ -85,7 +93,10 @@ pub fn columns(info: &ResourceInfo, crd_printer_columns: Option<&[Value]>) -> Ve
     for c in crd_columns(crd_printer_columns) {
         let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default();
         let desc = match s("description") {
-            "" => format!("Custom resource definition column (in JSONPath format): {}", s("jsonPath")),
+            "" => format!(
+                "Custom resource definition column (in JSONPath format): {}",
+                s("jsonPath")
+            ),
             d => d.to_string(),
         };
         let priority = c.get("priority").and_then(Value::as_i64).unwrap_or(0);
@@ -107,7 +118,10 @@ pub fn cells(
     let mut out = vec![json!(printers::name(obj))];
     for c in crd_columns(crd_printer_columns) {
         let ty = c.get("type").and_then(Value::as_str).unwrap_or_default();
-        let path = c.get("jsonPath").and_then(Value::as_str).unwrap_or_default();
+        let path = c
+            .get("jsonPath")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         out.push(match jsonpath(obj, path) {
             None | Some(Value::Null) => Value::Null,
             Some(v) => crd_cell(ty, v, now),
@@ -121,7 +135,10 @@ fn crd_cell(ty: &str, v: Value, now: DateTime<Utc>) -> Value {
     match (ty, v) {
         ("string", Value::String(s)) => Value::String(s),
         ("string", v) => Value::String(v.to_string()),
-        ("integer", Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).map_or(Value::Null, Value::from),
+        ("integer", Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .map_or(Value::Null, Value::from),
         ("number", Value::Number(n)) => n.as_f64().map_or(Value::Null, Value::from),
         ("boolean", Value::Bool(b)) => Value::Bool(b),
         ("date", Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
@@ -151,7 +168,10 @@ pub fn to_table(
         .iter()
         .map(|obj| {
             let mut row = Map::new();
-            row.insert("cells".into(), Value::Array(cells(info, obj, crd_printer_columns, now)));
+            row.insert(
+                "cells".into(),
+                Value::Array(cells(info, obj, crd_printer_columns, now)),
+            );
             if !use_crd(info, crd_printer_columns) {
                 if let Some(conds) = printers::row_conditions(info, obj) {
                     row.insert("conditions".into(), conds);
@@ -199,7 +219,11 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let minutes = d.num_minutes();
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     } else if minutes < 60 * 3 {
         return format!("{minutes}m");
     }
@@ -269,9 +293,18 @@ mod tests {
 
     #[test]
     fn include_object_query() {
-        assert_eq!(IncludeObject::from_query(None).unwrap(), IncludeObject::Metadata);
-        assert_eq!("Object".parse::<IncludeObject>().unwrap(), IncludeObject::Object);
-        assert_eq!(IncludeObject::from_query(Some("None")).unwrap(), IncludeObject::None);
+        assert_eq!(
+            IncludeObject::from_query(None).unwrap(),
+            IncludeObject::Metadata
+        );
+        assert_eq!(
+            "Object".parse::<IncludeObject>().unwrap(),
+            IncludeObject::Object
+        );
+        assert_eq!(
+            IncludeObject::from_query(Some("None")).unwrap(),
+            IncludeObject::None
+        );
         assert_eq!(
             IncludeObject::from_query(Some("x")).unwrap_err().to_string(),
             "includeObject: Unsupported value: \"x\": supported values: \"Metadata\", \"None\", \"Object\""
@@ -285,19 +318,46 @@ mod tests {
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "kube-root-ca.crt", "namespace": "default", "creationTimestamp": "2024-05-01T11:00:00Z"},
             "data": {"ca.crt": "x"}});
-        let t = to_table(cm, std::slice::from_ref(&obj), IncludeObject::Metadata, "42", Some("tok"), None, now());
+        let t = to_table(
+            cm,
+            std::slice::from_ref(&obj),
+            IncludeObject::Metadata,
+            "42",
+            Some("tok"),
+            None,
+            now(),
+        );
         assert_eq!(t["kind"], "Table");
         assert_eq!(t["apiVersion"], "meta.k8s.io/v1");
-        assert_eq!(t["metadata"], json!({"resourceVersion": "42", "continue": "tok"}));
-        let names: Vec<&str> = t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            t["metadata"],
+            json!({"resourceVersion": "42", "continue": "tok"})
+        );
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["Name", "Data", "Age"]);
         assert_eq!(t["columnDefinitions"][0]["format"], "name");
         assert_eq!(t["rows"][0]["cells"], json!(["kube-root-ca.crt", 1, "60m"]));
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(t["rows"][0]["object"]["apiVersion"], "meta.k8s.io/v1");
-        assert_eq!(t["rows"][0]["object"]["metadata"]["name"], "kube-root-ca.crt");
+        assert_eq!(
+            t["rows"][0]["object"]["metadata"]["name"],
+            "kube-root-ca.crt"
+        );
 
-        let t = to_table(cm, std::slice::from_ref(&obj), IncludeObject::Object, "1", None, None, now());
+        let t = to_table(
+            cm,
+            std::slice::from_ref(&obj),
+            IncludeObject::Object,
+            "1",
+            None,
+            None,
+            now(),
+        );
         assert_eq!(t["rows"][0]["object"], obj);
         assert!(t["metadata"].get("continue").is_none());
         let t = to_table(cm, &[obj], IncludeObject::None, "1", None, None, now());
@@ -333,25 +393,53 @@ mod tests {
         ];
         let defs = columns(&info, Some(&cols));
         let names: Vec<&str> = defs.iter().map(|c| c["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["Name", "Replicas", "Ready", "Size", "Paused", "Ratio", "Started"]);
-        assert_eq!(defs[1]["description"], "Custom resource definition column (in JSONPath format): .spec.replicas");
+        assert_eq!(
+            names,
+            ["Name", "Replicas", "Ready", "Size", "Paused", "Ratio", "Started"]
+        );
+        assert_eq!(
+            defs[1]["description"],
+            "Custom resource definition column (in JSONPath format): .spec.replicas"
+        );
         assert_eq!(defs[2]["description"], "Readiness");
         assert_eq!(defs[3]["priority"], 1);
         let obj = json!({"apiVersion": "example.com/v1", "kind": "Widget",
             "metadata": {"name": "w1", "creationTimestamp": "2024-05-01T11:59:00Z"},
             "spec": {"replicas": 2, "size": 10, "paused": false, "ratio": 1.5},
             "status": {"startTime": "2024-04-30T12:00:00Z", "conditions": [{"type": "Ready", "status": "True"}]}});
-        assert_eq!(cells(&info, &obj, Some(&cols), now()), vec![
-            json!("w1"), json!(2), json!("True"), json!("10"), json!(false), json!(1.5), json!("24h")
-        ]);
+        assert_eq!(
+            cells(&info, &obj, Some(&cols), now()),
+            vec![
+                json!("w1"),
+                json!(2),
+                json!("True"),
+                json!("10"),
+                json!(false),
+                json!(1.5),
+                json!("24h")
+            ]
+        );
         let bare = json!({"metadata": {"name": "w2"}});
-        assert_eq!(cells(&info, &bare, Some(&cols), now())[1..], [Value::Null, Value::Null, Value::Null, Value::Null, Value::Null, Value::Null]);
+        assert_eq!(
+            cells(&info, &bare, Some(&cols), now())[1..],
+            [
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null
+            ]
+        );
 
         // No declared columns: Name and a date-typed Age, printed as a duration.
         let defs = columns(&info, None);
         assert_eq!(defs.len(), 2);
         assert_eq!(defs[1]["name"], "Age");
         assert_eq!(defs[1]["type"], "date");
-        assert_eq!(cells(&info, &obj, None, now()), vec![json!("w1"), json!("60s")]);
+        assert_eq!(
+            cells(&info, &obj, None, now()),
+            vec![json!("w1"), json!("60s")]
+        );
     }
 }

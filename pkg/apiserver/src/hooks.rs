@@ -127,8 +127,24 @@ pub async fn namespace_defaults(state: &AppState, ns: &str) -> ApiResult<()> {
     .await
 }
 
+/// Makes the next request see an RBAC change (the authorizer follows the
+/// store through a watch).
+async fn sync_rbac(ctx: &Ctx, obj: &Value) {
+    if ctx.res.group != "rbac.authorization.k8s.io" {
+        return;
+    }
+    if let Some(rv) = objects::meta_str(obj, "resourceVersion").and_then(|r| r.parse().ok()) {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            ctx.state.rbac.wait_for_revision(rv),
+        )
+        .await;
+    }
+}
+
 /// Runs after a successful create.
 pub async fn after_create(ctx: &Ctx, obj: &Value) {
+    sync_rbac(ctx, obj).await;
     match (ctx.res.group.as_str(), ctx.res.kind.as_str()) {
         ("", "Namespace") => {
             if let Err(e) = namespace_defaults(&ctx.state, objects::name(obj)).await {
@@ -144,6 +160,7 @@ pub async fn after_create(ctx: &Ctx, obj: &Value) {
 
 /// Runs after a successful update.
 pub async fn after_update(ctx: &Ctx, obj: &Value) {
+    sync_rbac(ctx, obj).await;
     if ctx.res.group == "apiextensions.k8s.io" && ctx.res.kind == "CustomResourceDefinition" {
         if ctx.info.subresource.is_empty() {
             establish_crd(&ctx.state, objects::name(obj)).await;
@@ -155,6 +172,7 @@ pub async fn after_update(ctx: &Ctx, obj: &Value) {
 
 /// Runs after an object is removed from the store.
 pub async fn after_delete(ctx: &Ctx, obj: &Value) {
+    sync_rbac(ctx, obj).await;
     if ctx.res.group == "apiextensions.k8s.io" && ctx.res.kind == "CustomResourceDefinition" {
         let group = obj.pointer("/spec/group").and_then(Value::as_str).unwrap_or("");
         let plural = obj.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or("");

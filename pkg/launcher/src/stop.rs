@@ -118,6 +118,8 @@ mod tests {
             .unwrap();
         let pid = child.id() as i32;
         PidFile { pid, exe: None }.write(&profile.pid_file()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        eprintln!("cmdline={:?} alive={} dir={:?}", Procfs::default().cmdline(pid), Procfs::default().is_alive(pid), profile.dir());
         let reaper = std::thread::spawn(move || child.wait().unwrap());
         let stopped = stop(&profile, &Procfs::default(), GRACE).unwrap();
         assert_eq!(stopped, vec![pid]);

@@ -117,12 +117,18 @@ fn param_info(name: &str) -> (&'static str, &'static str) {
 
 fn camel(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// `CoreV1`, `AppsV1`, `RbacAuthorizationV1`, `StableExampleComV1`.
 fn group_ident(group: &str, version: &str) -> String {
-    let g = if group.is_empty() { "core" } else { group.trim_end_matches(".k8s.io") };
+    let g = if group.is_empty() {
+        "core"
+    } else {
+        group.trim_end_matches(".k8s.io")
+    };
     let parts: String = g.split(['.', '-']).map(camel).collect();
     format!("{parts}{}", camel(version))
 }
@@ -132,7 +138,10 @@ fn tag(group: &str, version: &str) -> String {
     let ident = group_ident(group, version);
     let g = &ident[..ident.len() - version.len()];
     let mut c = g.chars();
-    let lower: String = c.next().map(|f| f.to_lowercase().chain(c).collect()).unwrap_or_default();
+    let lower: String = c
+        .next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default();
     format!("{lower}_{version}")
 }
 
@@ -151,7 +160,9 @@ pub(crate) type DefName<'a> = &'a dyn Fn(&str, &str, &str) -> String;
 
 /// Path items of one group-version's resources.
 pub(crate) fn group_version_paths(resources: &[&ResourceInfo], def: DefName) -> Vec<PathItem> {
-    let Some(first) = resources.first() else { return Vec::new() };
+    let Some(first) = resources.first() else {
+        return Vec::new();
+    };
     let (group, version) = (first.group.as_str(), first.version.as_str());
     let gv = group_ident(group, version);
     let mut items = vec![PathItem {
@@ -198,12 +209,22 @@ fn resource_paths(r: &ResourceInfo, def: DefName) -> Vec<PathItem> {
     };
     let ns_param = || -> Vec<(&'static str, String)> {
         if r.namespaced {
-            vec![("namespace", "object name and auth scope, such as for teams and projects".into())]
+            vec![(
+                "namespace",
+                "object name and auth scope, such as for teams and projects".into(),
+            )]
         } else {
             Vec::new()
         }
     };
-    let op = |method, id: String, action, query, request: Option<Body>, response: &Body, codes, what: &str| Op {
+    let op = |method,
+              id: String,
+              action,
+              query,
+              request: Option<Body>,
+              response: &Body,
+              codes,
+              what: &str| Op {
         method,
         id,
         action,
@@ -219,10 +240,28 @@ fn resource_paths(r: &ResourceInfo, def: DefName) -> Vec<PathItem> {
 
     let mut ops = Vec::new();
     if has(r, "list") {
-        ops.push(op("get", format!("list{gv}{ns}{kind}"), "list", LIST, None, &list, &["200"], "list or watch objects of kind"));
+        ops.push(op(
+            "get",
+            format!("list{gv}{ns}{kind}"),
+            "list",
+            LIST,
+            None,
+            &list,
+            &["200"],
+            "list or watch objects of kind",
+        ));
     }
     if has(r, "create") {
-        ops.push(op("post", format!("create{gv}{ns}{kind}"), "post", WRITE, Some(own.clone()), &own, &["200", "201", "202"], "create a"));
+        ops.push(op(
+            "post",
+            format!("create{gv}{ns}{kind}"),
+            "post",
+            WRITE,
+            Some(own.clone()),
+            &own,
+            &["200", "201", "202"],
+            "create a",
+        ));
     }
     if has(r, "deletecollection") {
         ops.push(op(
@@ -237,13 +276,26 @@ fn resource_paths(r: &ResourceInfo, def: DefName) -> Vec<PathItem> {
         ));
     }
     if !ops.is_empty() {
-        out.push(PathItem { path: coll.clone(), params: ns_param(), ops });
+        out.push(PathItem {
+            path: coll.clone(),
+            params: ns_param(),
+            ops,
+        });
     }
     if r.namespaced && has(r, "list") {
         out.push(PathItem {
             path: format!("{base}/{}", r.plural),
             params: Vec::new(),
-            ops: vec![op("get", format!("list{gv}{kind}ForAllNamespaces"), "list", LIST, None, &list, &["200"], "list or watch objects of kind")],
+            ops: vec![op(
+                "get",
+                format!("list{gv}{kind}ForAllNamespaces"),
+                "list",
+                LIST,
+                None,
+                &list,
+                &["200"],
+                "list or watch objects of kind",
+            )],
         });
     }
 
@@ -255,21 +307,61 @@ fn resource_paths(r: &ResourceInfo, def: DefName) -> Vec<PathItem> {
     };
     let mut ops = Vec::new();
     if has(r, "get") {
-        ops.push(op("get", format!("read{gv}{ns}{kind}"), "get", &[], None, &own, &["200"], "read the specified"));
+        ops.push(op(
+            "get",
+            format!("read{gv}{ns}{kind}"),
+            "get",
+            &[],
+            None,
+            &own,
+            &["200"],
+            "read the specified",
+        ));
     }
     if has(r, "update") {
-        ops.push(op("put", format!("replace{gv}{ns}{kind}"), "put", WRITE, Some(own.clone()), &own, &["200", "201"], "replace the specified"));
+        ops.push(op(
+            "put",
+            format!("replace{gv}{ns}{kind}"),
+            "put",
+            WRITE,
+            Some(own.clone()),
+            &own,
+            &["200", "201"],
+            "replace the specified",
+        ));
     }
     if has(r, "patch") {
-        let mut p = op("patch", format!("patch{gv}{ns}{kind}"), "patch", PATCH, Some(patch_body.clone()), &own, &["200", "201"], "partially update the specified");
+        let mut p = op(
+            "patch",
+            format!("patch{gv}{ns}{kind}"),
+            "patch",
+            PATCH,
+            Some(patch_body.clone()),
+            &own,
+            &["200", "201"],
+            "partially update the specified",
+        );
         p.patch = true;
         ops.push(p);
     }
     if has(r, "delete") {
-        ops.push(op("delete", format!("delete{gv}{ns}{kind}"), "delete", DELETE, Some(delete_opts.clone()), &status, &["200", "202"], "delete a"));
+        ops.push(op(
+            "delete",
+            format!("delete{gv}{ns}{kind}"),
+            "delete",
+            DELETE,
+            Some(delete_opts.clone()),
+            &status,
+            &["200", "202"],
+            "delete a",
+        ));
     }
     if !ops.is_empty() {
-        out.push(PathItem { path: item.clone(), params: item_params(), ops });
+        out.push(PathItem {
+            path: item.clone(),
+            params: item_params(),
+            ops,
+        });
     }
 
     for sub in &r.subresources {
@@ -286,7 +378,16 @@ fn resource_paths(r: &ResourceInfo, def: DefName) -> Vec<PathItem> {
         };
         let what = format!("{sub} of the specified");
         match sub.as_str() {
-            "log" => ops.push(op("get", format!("read{gv}{ns}{kind}Log"), "get", LOG, None, &Body::Text, &["200"], &what)),
+            "log" => ops.push(op(
+                "get",
+                format!("read{gv}{ns}{kind}Log"),
+                "get",
+                LOG,
+                None,
+                &Body::Text,
+                &["200"],
+                &what,
+            )),
             "exec" | "attach" | "portforward" | "proxy" => {
                 let query = match sub.as_str() {
                     "exec" => EXEC,
@@ -301,7 +402,16 @@ fn resource_paths(r: &ResourceInfo, def: DefName) -> Vec<PathItem> {
                 };
                 for m in methods {
                     let id = format!("connect{gv}{}{ns}{kind}{sub_ident}", camel(m));
-                    ops.push(with_gvk(op(m, id, "connect", query, None, &Body::Text, &["200"], &format!("connect {} requests to {sub} of", m.to_uppercase()))));
+                    ops.push(with_gvk(op(
+                        m,
+                        id,
+                        "connect",
+                        query,
+                        None,
+                        &Body::Text,
+                        &["200"],
+                        &format!("connect {} requests to {sub} of", m.to_uppercase()),
+                    )));
                 }
             }
             _ if verbs == ["create"] => ops.push(with_gvk(op(
@@ -317,20 +427,51 @@ fn resource_paths(r: &ResourceInfo, def: DefName) -> Vec<PathItem> {
             _ => {
                 let o = |o: Op| if sub == "scale" { with_gvk(o) } else { o };
                 if verbs.contains(&"get") {
-                    ops.push(o(op("get", format!("read{gv}{ns}{kind}{sub_ident}"), "get", &[], None, &sub_def, &["200"], &format!("read {what}"))));
+                    ops.push(o(op(
+                        "get",
+                        format!("read{gv}{ns}{kind}{sub_ident}"),
+                        "get",
+                        &[],
+                        None,
+                        &sub_def,
+                        &["200"],
+                        &format!("read {what}"),
+                    )));
                 }
                 if verbs.contains(&"update") {
-                    ops.push(o(op("put", format!("replace{gv}{ns}{kind}{sub_ident}"), "put", WRITE, Some(sub_def.clone()), &sub_def, &["200", "201"], &format!("replace {what}"))));
+                    ops.push(o(op(
+                        "put",
+                        format!("replace{gv}{ns}{kind}{sub_ident}"),
+                        "put",
+                        WRITE,
+                        Some(sub_def.clone()),
+                        &sub_def,
+                        &["200", "201"],
+                        &format!("replace {what}"),
+                    )));
                 }
                 if verbs.contains(&"patch") {
-                    let mut p = o(op("patch", format!("patch{gv}{ns}{kind}{sub_ident}"), "patch", PATCH, Some(patch_body.clone()), &sub_def, &["200", "201"], &format!("partially update {what}")));
+                    let mut p = o(op(
+                        "patch",
+                        format!("patch{gv}{ns}{kind}{sub_ident}"),
+                        "patch",
+                        PATCH,
+                        Some(patch_body.clone()),
+                        &sub_def,
+                        &["200", "201"],
+                        &format!("partially update {what}"),
+                    ));
                     p.patch = true;
                     ops.push(p);
                 }
             }
         }
         if !ops.is_empty() {
-            out.push(PathItem { path: path.clone(), params: item_params(), ops });
+            out.push(PathItem {
+                path: path.clone(),
+                params: item_params(),
+                ops,
+            });
         }
         if sub == "proxy" {
             let mut params = item_params();
@@ -340,10 +481,23 @@ fn resource_paths(r: &ResourceInfo, def: DefName) -> Vec<PathItem> {
                 .iter()
                 .map(|m| {
                     let id = format!("connect{gv}{}{ns}{kind}ProxyWithPath", camel(m));
-                    with_gvk(op(m, id, "connect", PROXY, None, &Body::Text, &["200"], &format!("connect {} requests to proxy of", m.to_uppercase())))
+                    with_gvk(op(
+                        m,
+                        id,
+                        "connect",
+                        PROXY,
+                        None,
+                        &Body::Text,
+                        &["200"],
+                        &format!("connect {} requests to proxy of", m.to_uppercase()),
+                    ))
                 })
                 .collect();
-            out.push(PathItem { path: format!("{path}/{{path}}"), params, ops });
+            out.push(PathItem {
+                path: format!("{path}/{{path}}"),
+                params,
+                ops,
+            });
         }
     }
     out
@@ -354,7 +508,11 @@ fn gvk_ext(gvk: &(String, String, String)) -> Value {
 }
 
 fn patch_types(custom: bool) -> Vec<&'static str> {
-    let mut t = vec!["application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json"];
+    let mut t = vec![
+        "application/apply-patch+yaml",
+        "application/json-patch+json",
+        "application/merge-patch+json",
+    ];
     if !custom {
         t.push("application/strategic-merge-patch+json");
     }
@@ -372,7 +530,13 @@ fn code_text(code: &str) -> &'static str {
 
 /// Renders path items as an OpenAPI v3 `paths` object (refs under
 /// `#/components/schemas/`).
-pub(crate) fn render_v3(items: &[PathItem], group: &str, version: &str, custom: bool, out: &mut Map<String, Value>) {
+pub(crate) fn render_v3(
+    items: &[PathItem],
+    group: &str,
+    version: &str,
+    custom: bool,
+    out: &mut Map<String, Value>,
+) {
     let tag = tag(group, version);
     for item in items {
         let mut pi = Map::new();
@@ -394,9 +558,14 @@ pub(crate) fn render_v3(items: &[PathItem], group: &str, version: &str, custom: 
             if let Some(Body::Def(d)) = &o.request {
                 let schema = json!({"$ref": format!("#/components/schemas/{d}")});
                 let content: Map<String, Value> = if o.patch {
-                    patch_types(custom).into_iter().map(|t| (t.to_string(), json!({"schema": schema}))).collect()
+                    patch_types(custom)
+                        .into_iter()
+                        .map(|t| (t.to_string(), json!({"schema": schema})))
+                        .collect()
                 } else {
-                    [("*/*".to_string(), json!({"schema": schema}))].into_iter().collect()
+                    [("*/*".to_string(), json!({"schema": schema}))]
+                        .into_iter()
+                        .collect()
                 };
                 let mut rb = json!({"content": content});
                 if o.method != "delete" {
@@ -413,7 +582,10 @@ pub(crate) fn render_v3(items: &[PathItem], group: &str, version: &str, custom: 
                     }
                     Body::Text => json!({"*/*": {"schema": {"type": "string"}}}),
                 };
-                responses.insert((*code).into(), json!({"description": code_text(code), "content": content}));
+                responses.insert(
+                    (*code).into(),
+                    json!({"description": code_text(code), "content": content}),
+                );
             }
             responses.insert("401".into(), json!({"description": "Unauthorized"}));
             op.insert("responses".into(), Value::Object(responses));
@@ -438,14 +610,24 @@ pub(crate) fn render_v3(items: &[PathItem], group: &str, version: &str, custom: 
 }
 
 /// Renders path items as a Swagger 2.0 `paths` object (refs under `#/definitions/`).
-pub(crate) fn render_v2(items: &[PathItem], group: &str, version: &str, custom: bool, out: &mut Map<String, Value>) {
+pub(crate) fn render_v2(
+    items: &[PathItem],
+    group: &str,
+    version: &str,
+    custom: bool,
+    out: &mut Map<String, Value>,
+) {
     let tag = tag(group, version);
     for item in items {
         let mut pi = Map::new();
         for o in &item.ops {
             let mut op = Map::new();
             op.insert("description".into(), o.description.clone().into());
-            let consumes = if o.patch { json!(patch_types(custom)) } else { json!(["*/*"]) };
+            let consumes = if o.patch {
+                json!(patch_types(custom))
+            } else {
+                json!(["*/*"])
+            };
             op.insert("consumes".into(), consumes);
             let produces = match o.response {
                 Body::Def(_) => json!(["application/json", "application/yaml"]),
@@ -472,7 +654,10 @@ pub(crate) fn render_v2(items: &[PathItem], group: &str, version: &str, custom: 
                     Body::Def(d) => json!({"$ref": format!("#/definitions/{d}")}),
                     Body::Text => json!({"type": "string"}),
                 };
-                responses.insert((*code).into(), json!({"description": code_text(code), "schema": schema}));
+                responses.insert(
+                    (*code).into(),
+                    json!({"description": code_text(code), "schema": schema}),
+                );
             }
             responses.insert("401".into(), json!({"description": "Unauthorized"}));
             op.insert("responses".into(), Value::Object(responses));
@@ -499,7 +684,10 @@ pub(crate) fn render_v2(items: &[PathItem], group: &str, version: &str, custom: 
 pub(crate) fn referenced_defs(items: &[PathItem]) -> Vec<String> {
     let mut out = Vec::new();
     for o in items.iter().flat_map(|i| &i.ops) {
-        for b in [o.request.as_ref(), Some(&o.response)].into_iter().flatten() {
+        for b in [o.request.as_ref(), Some(&o.response)]
+            .into_iter()
+            .flatten()
+        {
             if let Body::Def(d) = b {
                 if !out.contains(d) {
                     out.push(d.clone());
@@ -517,9 +705,18 @@ mod tests {
     #[test]
     fn identifiers() {
         assert_eq!(group_ident("", "v1"), "CoreV1");
-        assert_eq!(group_ident("rbac.authorization.k8s.io", "v1"), "RbacAuthorizationV1");
-        assert_eq!(group_ident("stable.example.com", "v1beta1"), "StableExampleComV1beta1");
-        assert_eq!(tag("rbac.authorization.k8s.io", "v1"), "rbacAuthorization_v1");
+        assert_eq!(
+            group_ident("rbac.authorization.k8s.io", "v1"),
+            "RbacAuthorizationV1"
+        );
+        assert_eq!(
+            group_ident("stable.example.com", "v1beta1"),
+            "StableExampleComV1beta1"
+        );
+        assert_eq!(
+            tag("rbac.authorization.k8s.io", "v1"),
+            "rbacAuthorization_v1"
+        );
         assert_eq!(tag("", "v1"), "core_v1");
     }
 }

@@ -14,7 +14,12 @@ pub(crate) struct Entry {
 }
 
 fn entry<T: Resource + JsonSchema>() -> Entry {
-    Entry { group: T::GROUP, version: T::VERSION, kind: T::KIND, add: |g| g.subschema_for::<T>() }
+    Entry {
+        group: T::GROUP,
+        version: T::VERSION,
+        kind: T::KIND,
+        add: |g| g.subschema_for::<T>(),
+    }
 }
 
 /// Every top-level kind of k8s-openapi's v1_33 API.

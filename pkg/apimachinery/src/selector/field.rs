@@ -63,7 +63,9 @@ impl Kind {
             ("apps", "replicasets") => Kind::ReplicaSet,
             ("apps", "statefulsets") => Kind::StatefulSet,
             ("batch", "jobs") => Kind::Job,
-            ("certificates.k8s.io", "certificatesigningrequests") => Kind::CertificateSigningRequest,
+            ("certificates.k8s.io", "certificatesigningrequests") => {
+                Kind::CertificateSigningRequest
+            }
             _ => Kind::Other,
         }
     }
@@ -92,7 +94,9 @@ impl Kind {
                 ]
             }
             Kind::Node => &["metadata.name", "spec.unschedulable"],
-            Kind::ReplicationController | Kind::ReplicaSet => &["metadata.name", "metadata.namespace", "status.replicas"],
+            Kind::ReplicationController | Kind::ReplicaSet => {
+                &["metadata.name", "metadata.namespace", "status.replicas"]
+            }
             Kind::CoreEvent => EVENT_FIELDS,
             Kind::EventsV1Event => {
                 if let Some(rest) = label.strip_prefix("regarding.") {
@@ -103,12 +107,25 @@ impl Kind {
                 if label == "reportingController" {
                     return Ok("reportingComponent".into());
                 }
-                &["reason", "source", "type", "metadata.namespace", "metadata.name"]
+                &[
+                    "reason",
+                    "source",
+                    "type",
+                    "metadata.namespace",
+                    "metadata.name",
+                ]
             }
             Kind::Namespace => &["status.phase", "metadata.name"],
             Kind::Secret => &["type", "metadata.namespace", "metadata.name"],
-            Kind::Service => &["metadata.namespace", "metadata.name", "spec.clusterIP", "spec.type"],
-            Kind::StatefulSet | Kind::Job => &["metadata.name", "metadata.namespace", "status.successful"],
+            Kind::Service => &[
+                "metadata.namespace",
+                "metadata.name",
+                "spec.clusterIP",
+                "spec.type",
+            ],
+            Kind::StatefulSet | Kind::Job => {
+                &["metadata.name", "metadata.namespace", "status.successful"]
+            }
             Kind::CertificateSigningRequest => &["metadata.name", "spec.signerName"],
             Kind::Other => {
                 return if meta.contains(&label) {
@@ -131,18 +148,29 @@ impl Kind {
         let or = |a: String, b: &str| if a.is_empty() { s(b) } else { a };
         match (self, field) {
             (Kind::Pod, "spec.hostNetwork") | (Kind::Node, "spec.unschedulable") => {
-                lookup(obj, field).and_then(Value::as_bool).unwrap_or(false).to_string()
+                lookup(obj, field)
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+                    .to_string()
             }
             (Kind::Pod, "status.podIP") => or(s("status.podIPs.0.ip"), "status.podIP"),
-            (Kind::Pod, "status.podIPs") | (Kind::StatefulSet, "status.successful") => String::new(),
+            (Kind::Pod, "status.podIPs") | (Kind::StatefulSet, "status.successful") => {
+                String::new()
+            }
             (Kind::ReplicationController | Kind::ReplicaSet, "status.replicas") => {
-                lookup(obj, field).and_then(Value::as_i64).unwrap_or(0).to_string()
+                lookup(obj, field)
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    .to_string()
             }
-            (Kind::Job, "status.successful") => {
-                lookup(obj, "status.succeeded").and_then(Value::as_i64).unwrap_or(0).to_string()
-            }
+            (Kind::Job, "status.successful") => lookup(obj, "status.succeeded")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                .to_string(),
             (Kind::CoreEvent, "source") => or(s("source.component"), "reportingComponent"),
-            (Kind::EventsV1Event, "source") => or(s("deprecatedSource.component"), "reportingController"),
+            (Kind::EventsV1Event, "source") => {
+                or(s("deprecatedSource.component"), "reportingController")
+            }
             (Kind::EventsV1Event, "reportingComponent") => s("reportingController"),
             (Kind::EventsV1Event, f) if f.starts_with("involvedObject.") => {
                 s(&f.replacen("involvedObject.", "regarding.", 1))
@@ -204,8 +232,8 @@ fn split_term(term: &str) -> Option<(&str, bool, &str)> {
     for (i, _) in term.char_indices() {
         let rest = &term[i..];
         for (op, neg) in [("!=", true), ("==", false), ("=", false)] {
-            if rest.starts_with(op) {
-                return Some((&term[..i], neg, &rest[op.len()..]));
+            if let Some(value) = rest.strip_prefix(op) {
+                return Some((&term[..i], neg, value));
             }
         }
     }
@@ -245,18 +273,27 @@ impl FieldSelector {
         parts.sort();
         let mut terms = Vec::new();
         for part in parts.iter().filter(|p| !p.is_empty()) {
-            let (field, negated, raw) = split_term(part)
-                .ok_or_else(|| SelectorError::FieldTerm { selector: s.to_string(), term: part.clone() })?;
+            let (field, negated, raw) =
+                split_term(part).ok_or_else(|| SelectorError::FieldTerm {
+                    selector: s.to_string(),
+                    term: part.clone(),
+                })?;
             let value = unescape(raw)?;
             let field = kind.convert(field.trim())?;
-            terms.push(Term { field, value, negated });
+            terms.push(Term {
+                field,
+                value,
+                negated,
+            });
         }
         Ok(Self { terms, kind })
     }
 
     /// Whether the object satisfies every term.
     pub fn matches(&self, obj: &Value) -> bool {
-        self.terms.iter().all(|t| (self.kind.value(obj, &t.field) == t.value) != t.negated)
+        self.terms
+            .iter()
+            .all(|t| (self.kind.value(obj, &t.field) == t.value) != t.negated)
     }
 
     /// The name pinned by a `metadata.name=<v>` term, if any.
@@ -324,17 +361,31 @@ mod tests {
         assert_eq!(e.to_string(), "\"foo.bar\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"");
         assert!(FieldSelector::parse("metadata.namespace=x", "", "nodes").is_err());
         assert!(FieldSelector::parse("metadata.namespace=x", "apps", "deployments").is_ok());
-        assert!(FieldSelector::parse("spec.signerName=x", "certificates.k8s.io", "certificatesigningrequests").is_ok());
+        assert!(FieldSelector::parse(
+            "spec.signerName=x",
+            "certificates.k8s.io",
+            "certificatesigningrequests"
+        )
+        .is_ok());
     }
 
     #[test]
     fn syntax_and_escapes() {
         let e = FieldSelector::parse("metadata.name", "", "pods").unwrap_err();
-        assert_eq!(e.to_string(), "invalid selector: 'metadata.name'; can't understand 'metadata.name'");
+        assert_eq!(
+            e.to_string(),
+            "invalid selector: 'metadata.name'; can't understand 'metadata.name'"
+        );
         let e = FieldSelector::parse("metadata.name=a\\x", "", "pods").unwrap_err();
-        assert_eq!(e.to_string(), "invalid field selector: invalid escape sequence: \\x");
+        assert_eq!(
+            e.to_string(),
+            "invalid field selector: invalid escape sequence: \\x"
+        );
         let e = FieldSelector::parse("metadata.name=a=b", "", "pods").unwrap_err();
-        assert_eq!(e.to_string(), "invalid field selector: unescaped character in value: =");
+        assert_eq!(
+            e.to_string(),
+            "invalid field selector: unescaped character in value: ="
+        );
         let s = FieldSelector::parse("metadata.name=a\\,b\\=c", "", "configmaps").unwrap();
         assert_eq!(s.pinned_name(), Some("a,b=c"));
         assert!(s.matches(&json!({"metadata": {"name": "a,b=c"}})));
@@ -343,10 +394,20 @@ mod tests {
 
     #[test]
     fn pinned_name_and_namespace() {
-        let s = FieldSelector::parse("metadata.namespace=kube-system,metadata.name=coredns", "", "pods").unwrap();
+        let s = FieldSelector::parse(
+            "metadata.namespace=kube-system,metadata.name=coredns",
+            "",
+            "pods",
+        )
+        .unwrap();
         assert_eq!(s.pinned_name(), Some("coredns"));
         assert_eq!(s.pinned_namespace(), Some("kube-system"));
-        assert_eq!(FieldSelector::parse("metadata.name!=x", "", "pods").unwrap().pinned_name(), None);
+        assert_eq!(
+            FieldSelector::parse("metadata.name!=x", "", "pods")
+                .unwrap()
+                .pinned_name(),
+            None
+        );
     }
 
     #[test]
@@ -356,8 +417,14 @@ mod tests {
             "involvedObject": {"kind": "Pod", "name": "web-1", "namespace": "default", "uid": "u1"},
             "reason": "Scheduled", "type": "Normal", "reportingComponent": "default-scheduler", "source": {}
         });
-        let m = |s: &str| FieldSelector::parse(s, "", "events").unwrap().matches(&core);
-        assert!(m("involvedObject.kind=Pod,involvedObject.name=web-1,involvedObject.uid=u1"));
+        let m = |s: &str| {
+            FieldSelector::parse(s, "", "events")
+                .unwrap()
+                .matches(&core)
+        };
+        assert!(m(
+            "involvedObject.kind=Pod,involvedObject.name=web-1,involvedObject.uid=u1"
+        ));
         assert!(m("reason=Scheduled,type=Normal"));
         assert!(m("source=default-scheduler"));
         assert!(m("reportingComponent=default-scheduler"));
@@ -369,28 +436,56 @@ mod tests {
             "reason": "Starting", "type": "Normal", "reportingController": "kubelet",
             "deprecatedSource": {"component": "kubelet", "host": "n1"}
         });
-        let m = |s: &str| FieldSelector::parse(s, "events.k8s.io", "events").unwrap().matches(&v1);
+        let m = |s: &str| {
+            FieldSelector::parse(s, "events.k8s.io", "events")
+                .unwrap()
+                .matches(&v1)
+        };
         assert!(m("regarding.kind=Node,regarding.name=n1"));
         assert!(m("reportingController=kubelet,source=kubelet"));
         assert!(m("type=Normal,reason=Starting"));
-        let e = FieldSelector::parse("involvedObject.kind=Node", "events.k8s.io", "events").unwrap_err();
-        assert_eq!(e.to_string(), "field label not supported: involvedObject.kind");
+        let e = FieldSelector::parse("involvedObject.kind=Node", "events.k8s.io", "events")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "field label not supported: involvedObject.kind"
+        );
     }
 
     #[test]
     fn other_resource_fields() {
         let node = json!({"metadata": {"name": "n1"}, "spec": {}});
-        assert!(FieldSelector::parse("spec.unschedulable=false", "", "nodes").unwrap().matches(&node));
+        assert!(
+            FieldSelector::parse("spec.unschedulable=false", "", "nodes")
+                .unwrap()
+                .matches(&node)
+        );
         let rs = json!({"metadata": {"name": "r"}, "status": {"replicas": 3}});
-        assert!(FieldSelector::parse("status.replicas=3", "apps", "replicasets").unwrap().matches(&rs));
+        assert!(
+            FieldSelector::parse("status.replicas=3", "apps", "replicasets")
+                .unwrap()
+                .matches(&rs)
+        );
         let job = json!({"metadata": {"name": "j"}, "status": {}});
-        assert!(FieldSelector::parse("status.successful=0", "batch", "jobs").unwrap().matches(&job));
-        let secret = json!({"metadata": {"name": "s"}, "type": "kubernetes.io/service-account-token"});
-        let s = FieldSelector::parse("type=kubernetes.io/service-account-token", "", "secrets").unwrap();
+        assert!(FieldSelector::parse("status.successful=0", "batch", "jobs")
+            .unwrap()
+            .matches(&job));
+        let secret =
+            json!({"metadata": {"name": "s"}, "type": "kubernetes.io/service-account-token"});
+        let s = FieldSelector::parse("type=kubernetes.io/service-account-token", "", "secrets")
+            .unwrap();
         assert!(s.matches(&secret));
         let ns = json!({"metadata": {"name": "default"}, "status": {"phase": "Active"}});
-        assert!(FieldSelector::parse("status.phase=Active", "", "namespaces").unwrap().matches(&ns));
+        assert!(
+            FieldSelector::parse("status.phase=Active", "", "namespaces")
+                .unwrap()
+                .matches(&ns)
+        );
         let svc = json!({"metadata": {"name": "k"}, "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1"}});
-        assert!(FieldSelector::parse("spec.clusterIP=10.96.0.1", "", "services").unwrap().matches(&svc));
+        assert!(
+            FieldSelector::parse("spec.clusterIP=10.96.0.1", "", "services")
+                .unwrap()
+                .matches(&svc)
+        );
     }
 }

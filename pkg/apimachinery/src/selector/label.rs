@@ -42,8 +42,19 @@ pub struct Requirement {
 impl Requirement {
     /// Validates like `labels.NewRequirement`; `path` prefixes field paths
     /// (empty for none). Returns the list of field error messages on failure.
-    fn new(key: &str, op: Operator, mut values: Vec<String>, path: &str) -> Result<Self, Vec<String>> {
-        let child = |c: &str| if path.is_empty() { c.to_string() } else { format!("{path}.{c}") };
+    fn new(
+        key: &str,
+        op: Operator,
+        mut values: Vec<String>,
+        path: &str,
+    ) -> Result<Self, Vec<String>> {
+        let child = |c: &str| {
+            if path.is_empty() {
+                c.to_string()
+            } else {
+                format!("{path}.{c}")
+            }
+        };
         let mut errs = Vec::new();
         let key_errs = qualified_name(key);
         if !key_errs.is_empty() {
@@ -56,17 +67,29 @@ impl Requirement {
                 &values,
                 "for 'in', 'notin' operators, values set can't be empty",
             )),
-            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals if values.len() != 1 => errs.push(
-                invalid_list(&vpath, &values, "exact-match compatibility requires one single value"),
-            ),
-            Operator::Exists | Operator::DoesNotExist if !values.is_empty() => errs.push(invalid_list(
-                &vpath,
-                &values,
-                "values set must be empty for exists and does not exist",
-            )),
+            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals
+                if values.len() != 1 =>
+            {
+                errs.push(invalid_list(
+                    &vpath,
+                    &values,
+                    "exact-match compatibility requires one single value",
+                ))
+            }
+            Operator::Exists | Operator::DoesNotExist if !values.is_empty() => {
+                errs.push(invalid_list(
+                    &vpath,
+                    &values,
+                    "values set must be empty for exists and does not exist",
+                ))
+            }
             Operator::GreaterThan | Operator::LessThan => {
                 if values.len() != 1 {
-                    errs.push(invalid_list(&vpath, &values, "for 'Gt', 'Lt' operators, exactly one value is required"));
+                    errs.push(invalid_list(
+                        &vpath,
+                        &values,
+                        "for 'Gt', 'Lt' operators, exactly one value is required",
+                    ));
                 }
                 for (i, v) in values.iter().enumerate() {
                     if v.parse::<i64>().is_err() {
@@ -83,7 +106,11 @@ impl Requirement {
         for (i, v) in values.iter().enumerate() {
             let v_errs = label_value(v);
             if !v_errs.is_empty() {
-                errs.push(invalid(&format!("{vpath}[{i}][{key}]"), v, &v_errs.join("; ")));
+                errs.push(invalid(
+                    &format!("{vpath}[{i}][{key}]"),
+                    v,
+                    &v_errs.join("; "),
+                ));
             }
         }
         if !errs.is_empty() {
@@ -91,7 +118,11 @@ impl Requirement {
         }
         values.sort();
         values.dedup();
-        Ok(Self { key: key.to_string(), op, values })
+        Ok(Self {
+            key: key.to_string(),
+            op,
+            values,
+        })
     }
 
     /// The label key.
@@ -111,16 +142,26 @@ impl Requirement {
 
     /// Whether the labels satisfy this requirement.
     pub fn matches(&self, labels: &Map<String, Value>) -> bool {
-        let value = labels.get(&self.key).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        let value = labels.get(&self.key).map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        });
         let has = |v: &str| self.values.iter().any(|x| x == v);
         match self.op {
-            Operator::In | Operator::Equals | Operator::DoubleEquals => value.is_some_and(|v| has(&v)),
+            Operator::In | Operator::Equals | Operator::DoubleEquals => {
+                value.is_some_and(|v| has(&v))
+            }
             Operator::NotIn | Operator::NotEquals => value.is_none_or(|v| !has(&v)),
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
-                let (Some(v), Some(bound)) = (value, self.values.first()) else { return false };
-                let (Ok(v), Ok(bound)) = (v.parse::<i64>(), bound.parse::<i64>()) else { return false };
+                let (Some(v), Some(bound)) = (value, self.values.first()) else {
+                    return false;
+                };
+                let (Ok(v), Ok(bound)) = (v.parse::<i64>(), bound.parse::<i64>()) else {
+                    return false;
+                };
                 if self.op == Operator::GreaterThan {
                     v > bound
                 } else {
@@ -166,14 +207,22 @@ impl LabelSelector {
         let mut p = Parser { tokens, pos: 0 };
         let mut requirements = p.parse()?;
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Self { requirements, nothing: false })
+        Ok(Self {
+            requirements,
+            nothing: false,
+        })
     }
 
     /// Builds a selector from a `metav1.LabelSelector` object (`matchLabels`,
     /// `matchExpressions`). `null` gives a selector that matches nothing.
     pub fn from_json(v: &Value) -> Result<Self, SelectorError> {
         let obj = match v {
-            Value::Null => return Ok(Self { requirements: Vec::new(), nothing: true }),
+            Value::Null => {
+                return Ok(Self {
+                    requirements: Vec::new(),
+                    nothing: true,
+                })
+            }
             Value::Object(o) => o,
             _ => return Err(SelectorError::Malformed("expected an object".into())),
         };
@@ -183,20 +232,30 @@ impl LabelSelector {
             None | Some(Value::Null) => {}
             Some(Value::Object(m)) => {
                 for (k, v) in m {
-                    let v = v
-                        .as_str()
-                        .ok_or_else(|| SelectorError::Malformed(format!("matchLabels[{k}] must be a string")))?;
-                    requirements.push(Requirement::new(k, Operator::Equals, vec![v.to_string()], "").map_err(to_err)?);
+                    let v = v.as_str().ok_or_else(|| {
+                        SelectorError::Malformed(format!("matchLabels[{k}] must be a string"))
+                    })?;
+                    requirements.push(
+                        Requirement::new(k, Operator::Equals, vec![v.to_string()], "")
+                            .map_err(to_err)?,
+                    );
                 }
             }
-            Some(_) => return Err(SelectorError::Malformed("matchLabels must be an object".into())),
+            Some(_) => {
+                return Err(SelectorError::Malformed(
+                    "matchLabels must be an object".into(),
+                ))
+            }
         }
         match obj.get("matchExpressions") {
             None | Some(Value::Null) => {}
             Some(Value::Array(exprs)) => {
                 for e in exprs {
                     let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-                    let op = e.get("operator").and_then(Value::as_str).unwrap_or_default();
+                    let op = e
+                        .get("operator")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
                     let op = match op {
                         "In" => Operator::In,
                         "NotIn" => Operator::NotIn,
@@ -210,16 +269,27 @@ impl LabelSelector {
                             .iter()
                             .map(|v| v.as_str().map(str::to_string))
                             .collect::<Option<Vec<_>>>()
-                            .ok_or_else(|| SelectorError::Malformed("values must be strings".into()))?,
-                        Some(_) => return Err(SelectorError::Malformed("values must be an array".into())),
+                            .ok_or_else(|| {
+                                SelectorError::Malformed("values must be strings".into())
+                            })?,
+                        Some(_) => {
+                            return Err(SelectorError::Malformed("values must be an array".into()))
+                        }
                     };
                     requirements.push(Requirement::new(key, op, values, "").map_err(to_err)?);
                 }
             }
-            Some(_) => return Err(SelectorError::Malformed("matchExpressions must be an array".into())),
+            Some(_) => {
+                return Err(SelectorError::Malformed(
+                    "matchExpressions must be an array".into(),
+                ))
+            }
         }
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Self { requirements, nothing: false })
+        Ok(Self {
+            requirements,
+            nothing: false,
+        })
     }
 
     /// Whether the labels (`metadata.labels`, empty when absent) satisfy every requirement.
@@ -454,7 +524,12 @@ impl Parser {
             Tok::NotEquals => Operator::NotEquals,
             Tok::Gt => Operator::GreaterThan,
             Tok::Lt => Operator::LessThan,
-            t => return Err(format!("found '{}', expected: in, notin, =, ==, !=, gt, lt", t.literal())),
+            t => {
+                return Err(format!(
+                    "found '{}', expected: in, notin, =, ==, !=, gt, lt",
+                    t.literal()
+                ))
+            }
         };
         let values = match op {
             Operator::In | Operator::NotIn => self.values()?,
@@ -481,7 +556,10 @@ impl Parser {
                 self.consume(Ctx::Values);
                 Ok(vec![String::new()])
             }
-            t => Err(format!("found '{}', expected: ',', ')' or identifier", t.literal())),
+            t => Err(format!(
+                "found '{}', expected: ',', ')' or identifier",
+                t.literal()
+            )),
         }
     }
 
@@ -513,7 +591,12 @@ impl Parser {
                         _ => {}
                     }
                 }
-                t => return Err(format!("found '{}', expected: ',', or identifier", t.literal())),
+                t => {
+                    return Err(format!(
+                        "found '{}', expected: ',', or identifier",
+                        t.literal()
+                    ))
+                }
             }
         }
     }
@@ -540,8 +623,14 @@ mod tests {
 
     #[test]
     fn parses_all_forms_and_normalizes() {
-        let s = LabelSelector::parse(" tier notin (cache) , app in (web,api),env==prod,x!=y,has, !gone, n>3").unwrap();
-        assert_eq!(s.to_string(), "app in (api,web),env==prod,!gone,has,n>3,tier notin (cache),x!=y");
+        let s = LabelSelector::parse(
+            " tier notin (cache) , app in (web,api),env==prod,x!=y,has, !gone, n>3",
+        )
+        .unwrap();
+        assert_eq!(
+            s.to_string(),
+            "app in (api,web),env==prod,!gone,has,n>3,tier notin (cache),x!=y"
+        );
         assert_eq!(s.requirements().len(), 7);
         assert!(LabelSelector::parse("").unwrap().is_empty());
         assert!(LabelSelector::parse("   ").unwrap().is_empty());
@@ -549,11 +638,22 @@ mod tests {
         let s = LabelSelector::parse("in=notin").unwrap();
         assert_eq!(s.requirements()[0].values(), ["notin"]);
         // Empty values.
-        assert_eq!(LabelSelector::parse("a=").unwrap().requirements()[0].values(), [""]);
-        assert_eq!(LabelSelector::parse("a in ()").unwrap().requirements()[0].values(), [""]);
-        assert_eq!(LabelSelector::parse("a in (,b)").unwrap().requirements()[0].values(), ["", "b"]);
         assert_eq!(
-            LabelSelector::parse("app.kubernetes.io/name=nginx").unwrap().to_string(),
+            LabelSelector::parse("a=").unwrap().requirements()[0].values(),
+            [""]
+        );
+        assert_eq!(
+            LabelSelector::parse("a in ()").unwrap().requirements()[0].values(),
+            [""]
+        );
+        assert_eq!(
+            LabelSelector::parse("a in (,b)").unwrap().requirements()[0].values(),
+            ["", "b"]
+        );
+        assert_eq!(
+            LabelSelector::parse("app.kubernetes.io/name=nginx")
+                .unwrap()
+                .to_string(),
             "app.kubernetes.io/name=nginx"
         );
     }
@@ -585,13 +685,34 @@ mod tests {
         let e = |s: &str| LabelSelector::parse(s).unwrap_err().to_string();
         assert_eq!(e("a=b,"), "found '', expected: identifier after ','");
         assert_eq!(e("a=b c=d"), "found 'c', expected: ',' or 'end of string'");
-        assert_eq!(e(",a"), "found ',', expected: !, identifier, or 'end of string'");
-        assert_eq!(e("a b"), "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt");
-        assert_eq!(e("a in b"), "unable to parse requirement: found 'b' expected: '('");
-        assert_eq!(e("a in (b"), "unable to parse requirement: found '', expected: ',' or ')'");
-        assert_eq!(e("!=a"), "found '!=', expected: !, identifier, or 'end of string'");
-        assert_eq!(e("!,a"), "unable to parse requirement: found ',', expected: identifier");
-        assert_eq!(e("a=(b)"), "unable to parse requirement: found '(', expected: identifier");
+        assert_eq!(
+            e(",a"),
+            "found ',', expected: !, identifier, or 'end of string'"
+        );
+        assert_eq!(
+            e("a b"),
+            "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"
+        );
+        assert_eq!(
+            e("a in b"),
+            "unable to parse requirement: found 'b' expected: '('"
+        );
+        assert_eq!(
+            e("a in (b"),
+            "unable to parse requirement: found '', expected: ',' or ')'"
+        );
+        assert_eq!(
+            e("!=a"),
+            "found '!=', expected: !, identifier, or 'end of string'"
+        );
+        assert_eq!(
+            e("!,a"),
+            "unable to parse requirement: found ',', expected: identifier"
+        );
+        assert_eq!(
+            e("a=(b)"),
+            "unable to parse requirement: found '(', expected: identifier"
+        );
         assert_eq!(e("!a=b"), "found '=', expected: ',' or 'end of string'");
         assert_eq!(e("a>x"), "unable to parse requirement: values[0]: Invalid value: \"x\": for 'Gt', 'Lt' operators, the value must be an integer");
     }
@@ -605,7 +726,10 @@ mod tests {
         let e = LabelSelector::parse("app=-x").unwrap_err().to_string();
         assert!(e.starts_with("unable to parse requirement: values[0][app]: Invalid value: \"-x\": a valid label must be"), "{e}");
         let long = format!("k={}", "v".repeat(64));
-        assert!(LabelSelector::parse(&long).unwrap_err().to_string().contains("must be no more than 63 characters"));
+        assert!(LabelSelector::parse(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("must be no more than 63 characters"));
         assert!(LabelSelector::parse("Example.com/a=b").is_err());
         assert!(LabelSelector::parse("example.com/a=b").is_ok());
     }
@@ -622,26 +746,48 @@ mod tests {
             ]
         }))
         .unwrap();
-        assert_eq!(s.to_string(), "app=web,!canary,env,tier in (be,fe),zone notin (b)");
+        assert_eq!(
+            s.to_string(),
+            "app=web,!canary,env,tier in (be,fe),zone notin (b)"
+        );
         assert!(s.matches(&labels(json!({"app": "web", "tier": "fe", "env": "x"}))));
-        assert!(!s.matches(&labels(json!({"app": "web", "tier": "fe", "env": "x", "canary": "1"}))));
-        assert!(!s.matches(&labels(json!({"app": "web", "tier": "fe", "env": "x", "zone": "b"}))));
+        assert!(!s.matches(&labels(
+            json!({"app": "web", "tier": "fe", "env": "x", "canary": "1"})
+        )));
+        assert!(!s.matches(&labels(
+            json!({"app": "web", "tier": "fe", "env": "x", "zone": "b"})
+        )));
 
         let empty = LabelSelector::from_json(&json!({})).unwrap();
         assert!(empty.is_empty() && empty.matches(&Map::new()));
         let nothing = LabelSelector::from_json(&Value::Null).unwrap();
         assert!(!nothing.is_empty() && !nothing.matches(&Map::new()));
 
-        let e = LabelSelector::from_json(&json!({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}));
-        assert_eq!(e.unwrap_err().to_string(), "\"Gt\" is not a valid label selector operator");
-        let e = LabelSelector::from_json(&json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]}));
+        let e = LabelSelector::from_json(
+            &json!({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}),
+        );
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "\"Gt\" is not a valid label selector operator"
+        );
+        let e = LabelSelector::from_json(
+            &json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]}),
+        );
         assert_eq!(
             e.unwrap_err().to_string(),
             "values: Invalid value: []string{}: for 'in', 'notin' operators, values set can't be empty"
         );
-        let e = LabelSelector::from_json(&json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}));
-        assert!(e.unwrap_err().to_string().contains("values set must be empty for exists and does not exist"));
+        let e = LabelSelector::from_json(
+            &json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}),
+        );
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("values set must be empty for exists and does not exist"));
         let e = LabelSelector::from_json(&json!({"matchLabels": {"a b": "c"}}));
-        assert!(e.unwrap_err().to_string().starts_with("key: Invalid value: \"a b\": name part"));
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .starts_with("key: Invalid value: \"a b\": name part"));
     }
 }

@@ -6,7 +6,8 @@ const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const DNS1123_SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 
 fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
     let mut s = format!("{msg} (e.g. ");
@@ -30,7 +31,8 @@ fn is_qualified_name_part(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 fn is_dns1123_label(s: &str) -> bool {
@@ -38,7 +40,8 @@ fn is_dns1123_label(s: &str) -> bool {
     !b.is_empty()
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
         && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 /// Messages of `IsDNS1123Subdomain`.
@@ -48,7 +51,11 @@ pub(crate) fn dns1123_subdomain(s: &str) -> Vec<String> {
         errs.push(max_len_error(253));
     }
     if !s.split('.').all(is_dns1123_label) {
-        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
+        errs.push(regex_error(
+            DNS1123_SUBDOMAIN_ERR,
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
     }
     errs
 }
@@ -63,7 +70,11 @@ pub(crate) fn qualified_name(s: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
+                errs.extend(
+                    dns1123_subdomain(prefix)
+                        .into_iter()
+                        .map(|m| format!("prefix part {m}")),
+                );
             }
             *name
         }
@@ -83,7 +94,11 @@ pub(crate) fn qualified_name(s: &str) -> Vec<String> {
     if !is_qualified_name_part(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            regex_error(
+                QUALIFIED_NAME_ERR,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
         ));
     }
     errs
@@ -96,7 +111,11 @@ pub(crate) fn label_value(s: &str) -> Vec<String> {
         errs.push(max_len_error(63));
     }
     if !s.is_empty() && !is_qualified_name_part(s) {
-        errs.push(regex_error(LABEL_VALUE_ERR, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
+        errs.push(regex_error(
+            LABEL_VALUE_ERR,
+            LABEL_VALUE_FMT,
+            &["MyValue", "my_value", "12345"],
+        ));
     }
     errs
 }
@@ -114,7 +133,10 @@ pub(crate) fn invalid(path: &str, value: &str, detail: &str) -> String {
 /// `field.Invalid(path, values, detail).Error()` for a `[]string` value.
 pub(crate) fn invalid_list(path: &str, values: &[String], detail: &str) -> String {
     let quoted: Vec<String> = values.iter().map(|v| go_quote(v)).collect();
-    format!("{path}: Invalid value: []string{{{}}}: {detail}", quoted.join(", "))
+    format!(
+        "{path}: Invalid value: []string{{{}}}: {detail}",
+        quoted.join(", ")
+    )
 }
 
 /// `ErrorList.ToAggregate().Error()`: one message alone, several in brackets.
@@ -136,11 +158,20 @@ mod tests {
         assert!(qualified_name("A_b.C-1").is_empty());
         assert_eq!(qualified_name("-a").len(), 1);
         assert!(qualified_name("-a")[0].starts_with("name part must consist of"));
-        assert_eq!(qualified_name("Example.com/x")[0].split(' ').take(3).collect::<Vec<_>>(), ["prefix", "part", "a"]);
+        assert_eq!(
+            qualified_name("Example.com/x")[0]
+                .split(' ')
+                .take(3)
+                .collect::<Vec<_>>(),
+            ["prefix", "part", "a"]
+        );
         assert_eq!(qualified_name("/x"), ["prefix part must be non-empty"]);
         assert!(qualified_name("a/b/c")[0].starts_with("a qualified name must consist"));
         let long = "a".repeat(64);
-        assert_eq!(qualified_name(&long), ["name part must be no more than 63 characters"]);
+        assert_eq!(
+            qualified_name(&long),
+            ["name part must be no more than 63 characters"]
+        );
         assert_eq!(qualified_name("x/").len(), 2);
     }
 
@@ -158,7 +189,10 @@ mod tests {
     #[test]
     fn field_error_rendering() {
         assert_eq!(invalid("key", "x", "bad"), "key: Invalid value: \"x\": bad");
-        assert_eq!(invalid_list("values", &[], "empty"), "values: Invalid value: []string{}: empty");
+        assert_eq!(
+            invalid_list("values", &[], "empty"),
+            "values: Invalid value: []string{}: empty"
+        );
         assert_eq!(aggregate(&["a".into(), "b".into()]), "[a, b]");
     }
 }

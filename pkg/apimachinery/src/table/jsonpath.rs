@@ -10,7 +10,10 @@ enum Step {
     Index(i64),
     Wildcard,
     Recursive(String),
-    Filter { path: Vec<Step>, cmp: Option<(String, Value)> },
+    Filter {
+        path: Vec<Step>,
+        cmp: Option<(String, Value)>,
+    },
 }
 
 fn parse(path: &str) -> Option<Vec<Step>> {
@@ -260,17 +263,38 @@ mod tests {
         assert_eq!(jsonpath(&o, ".spec.replicas"), Some(json!(3)));
         assert_eq!(jsonpath(&o, "{.spec.replicas}"), Some(json!(3)));
         assert_eq!(jsonpath(&o, "$.metadata.name"), Some(json!("x")));
-        assert_eq!(jsonpath(&o, ".status.conditions[?(@.type==\"Ready\")].status"), Some(json!("False")));
-        assert_eq!(jsonpath(&o, ".status.conditions[?(@.type=='Ready')].reason"), Some(json!("Waiting")));
-        assert_eq!(jsonpath(&o, ".status.conditions[?(@.type!=\"Ready\")].type"), Some(json!("Progressing")));
-        assert_eq!(jsonpath(&o, ".status.conditions[?(@.reason)].type"), Some(json!("Ready")));
+        assert_eq!(
+            jsonpath(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
+            Some(json!("False"))
+        );
+        assert_eq!(
+            jsonpath(&o, ".status.conditions[?(@.type=='Ready')].reason"),
+            Some(json!("Waiting"))
+        );
+        assert_eq!(
+            jsonpath(&o, ".status.conditions[?(@.type!=\"Ready\")].type"),
+            Some(json!("Progressing"))
+        );
+        assert_eq!(
+            jsonpath(&o, ".status.conditions[?(@.reason)].type"),
+            Some(json!("Ready"))
+        );
         assert_eq!(jsonpath(&o, ".items[0]"), Some(json!(1)));
         assert_eq!(jsonpath(&o, ".items[-1]"), Some(json!(3)));
         assert_eq!(jsonpath(&o, ".items[?(@ > 1)]"), Some(json!(2)));
-        assert_eq!(jsonpath(&o, ".spec.template.spec.containers[*].image"), Some(json!("a")));
+        assert_eq!(
+            jsonpath(&o, ".spec.template.spec.containers[*].image"),
+            Some(json!("a"))
+        );
         assert_eq!(jsonpath(&o, "..image"), Some(json!("a")));
-        assert_eq!(jsonpath(&o, ".metadata.labels.app\\.kubernetes\\.io/name"), Some(json!("web")));
-        assert_eq!(jsonpath(&o, ".metadata.labels['app.kubernetes.io/name']"), Some(json!("web")));
+        assert_eq!(
+            jsonpath(&o, ".metadata.labels.app\\.kubernetes\\.io/name"),
+            Some(json!("web"))
+        );
+        assert_eq!(
+            jsonpath(&o, ".metadata.labels['app.kubernetes.io/name']"),
+            Some(json!("web"))
+        );
         assert_eq!(jsonpath(&o, ".spec.missing"), None);
         assert_eq!(jsonpath(&o, ".items[9]"), None);
         assert_eq!(jsonpath(&o, ".items[oops"), None);

@@ -97,9 +97,27 @@ pub(super) fn columns(info: &ResourceInfo) -> Vec<Value> {
     let age = column("Age", "string", "", 0, AGE_DESC);
     let c = |n: &str, ty: &str, d: &str| column(n, ty, "", 0, d);
     let w = |n: &str, ty: &str, d: &str| column(n, ty, "", 1, d);
-    let containers = || w("Containers", "string", "Names of each container in the template.");
-    let images = || w("Images", "string", "Images referenced by each container in the template.");
-    let selector = || w("Selector", "string", "A label query over pods that should match the replica count.");
+    let containers = || {
+        w(
+            "Containers",
+            "string",
+            "Names of each container in the template.",
+        )
+    };
+    let images = || {
+        w(
+            "Images",
+            "string",
+            "Images referenced by each container in the template.",
+        )
+    };
+    let selector = || {
+        w(
+            "Selector",
+            "string",
+            "A label query over pods that should match the replica count.",
+        )
+    };
     match p {
         Pod => vec![
             name,
@@ -330,7 +348,10 @@ fn int(v: &Value, p: &str) -> i64 {
 }
 
 fn arr<'a>(v: &'a Value, p: &str) -> &'a [Value] {
-    ptr(v, p).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    ptr(v, p)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 fn len_of(v: &Value, p: &str) -> i64 {
@@ -350,7 +371,9 @@ fn or_none(s: &str) -> String {
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// `translateTimestampSince`: "<unknown>" for an unset time.
@@ -379,7 +402,11 @@ fn created_at(obj: &Value) -> Value {
 fn format_labels(v: Option<&Value>) -> String {
     let mut pairs: Vec<String> = v
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default();
     pairs.sort();
     or_none(&pairs.join(","))
@@ -432,7 +459,12 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
         Pod => pod_cells(obj, now),
         PodTemplate => {
             let (names, images) = containers(obj, "/template/spec");
-            vec![n, json!(names), json!(images), json!(format_labels(ptr(obj, "/template/metadata/labels")))]
+            vec![
+                n,
+                json!(names),
+                json!(images),
+                json!(format_labels(ptr(obj, "/template/metadata/labels"))),
+            ]
         }
         ReplicationController | ReplicaSet => {
             let (names, images) = containers(obj, "/spec/template/spec");
@@ -441,7 +473,9 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
             } else {
                 format_selector(ptr(obj, "/spec/selector"))
             };
-            let desired = ptr(obj, "/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let desired = ptr(obj, "/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             vec![
                 n,
                 json!(desired),
@@ -455,7 +489,9 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
         }
         Deployment => {
             let (names, images) = containers(obj, "/spec/template/spec");
-            let desired = ptr(obj, "/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let desired = ptr(obj, "/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             vec![
                 n,
                 json!(format!("{}/{desired}", int(obj, "/status/readyReplicas"))),
@@ -469,8 +505,16 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
         }
         StatefulSet => {
             let (names, images) = containers(obj, "/spec/template/spec");
-            let desired = ptr(obj, "/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-            vec![n, json!(format!("{}/{desired}", int(obj, "/status/readyReplicas"))), a, json!(names), json!(images)]
+            let desired = ptr(obj, "/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            vec![
+                n,
+                json!(format!("{}/{desired}", int(obj, "/status/readyReplicas"))),
+                a,
+                json!(names),
+                json!(images),
+            ]
         }
         DaemonSet => {
             let (names, images) = containers(obj, "/spec/template/spec");
@@ -518,21 +562,37 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
         EndpointSlice => {
             let ports: Vec<String> = arr(obj, "/ports")
                 .iter()
-                .map(|p| match (ptr(p, "/port").and_then(Value::as_i64), st(p, "/name")) {
-                    (Some(port), _) => port.to_string(),
-                    (None, name) if !name.is_empty() => name.to_string(),
-                    _ => "*".to_string(),
-                })
+                .map(
+                    |p| match (ptr(p, "/port").and_then(Value::as_i64), st(p, "/name")) {
+                        (Some(port), _) => port.to_string(),
+                        (None, name) if !name.is_empty() => name.to_string(),
+                        _ => "*".to_string(),
+                    },
+                )
                 .collect();
             let addrs: Vec<String> = arr(obj, "/endpoints")
                 .iter()
-                .flat_map(|e| arr(e, "/addresses").iter().map(|a| a.as_str().unwrap_or_default().to_string()))
+                .flat_map(|e| {
+                    arr(e, "/addresses")
+                        .iter()
+                        .map(|a| a.as_str().unwrap_or_default().to_string())
+                })
                 .collect();
-            vec![n, json!(st(obj, "/addressType")), json!(list_with_more(&ports)), json!(list_with_more(&addrs)), a]
+            vec![
+                n,
+                json!(st(obj, "/addressType")),
+                json!(list_with_more(&ports)),
+                json!(list_with_more(&addrs)),
+                a,
+            ]
         }
         Node => node_cells(obj, n, a),
         Namespace => vec![n, json!(st(obj, "/status/phase")), a],
-        ConfigMap => vec![n, json!(len_of(obj, "/data") + len_of(obj, "/binaryData")), a],
+        ConfigMap => vec![
+            n,
+            json!(len_of(obj, "/data") + len_of(obj, "/binaryData")),
+            a,
+        ],
         Secret => vec![n, json!(st(obj, "/type")), json!(len_of(obj, "/data")), a],
         ServiceAccount => vec![n, json!(len_of(obj, "/secrets")), a],
         Event => event_cells(info, obj, now),
@@ -546,7 +606,10 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
             } else {
                 st(obj, "/status/phase")
             };
-            let class = match st(obj, "/metadata/annotations/volume.beta.kubernetes.io~1storage-class") {
+            let class = match st(
+                obj,
+                "/metadata/annotations/volume.beta.kubernetes.io~1storage-class",
+            ) {
                 "" => st(obj, "/spec/storageClassName"),
                 c => c,
             };
@@ -572,11 +635,17 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
             };
             let bound = !st(obj, "/spec/volumeName").is_empty();
             let (capacity, modes) = if bound {
-                (st(obj, "/status/capacity/storage").to_string(), access_modes(arr(obj, "/status/accessModes")))
+                (
+                    st(obj, "/status/capacity/storage").to_string(),
+                    access_modes(arr(obj, "/status/accessModes")),
+                )
             } else {
                 (String::new(), String::new())
             };
-            let class = match st(obj, "/metadata/annotations/volume.beta.kubernetes.io~1storage-class") {
+            let class = match st(
+                obj,
+                "/metadata/annotations/volume.beta.kubernetes.io~1storage-class",
+            ) {
                 "" => st(obj, "/spec/storageClassName"),
                 c => c,
             };
@@ -604,7 +673,10 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
                         .and_then(|u| u.get(k.as_str()))
                         .and_then(Value::as_str)
                         .unwrap_or("0");
-                    let entry = format!("{k}: {used}/{}", hard[k.as_str()].as_str().unwrap_or_default());
+                    let entry = format!(
+                        "{k}: {used}/{}",
+                        hard[k.as_str()].as_str().unwrap_or_default()
+                    );
                     if k.split('.').next() == Some("limits") && k.contains('.') {
                         limit.push(entry);
                     } else {
@@ -623,23 +695,41 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
                 match st(s, "/kind") {
                     "User" => users.push(st(s, "/name").to_string()),
                     "Group" => groups.push(st(s, "/name").to_string()),
-                    "ServiceAccount" => sas.push(format!("{}/{}", st(s, "/namespace"), st(s, "/name"))),
+                    "ServiceAccount" => {
+                        sas.push(format!("{}/{}", st(s, "/namespace"), st(s, "/name")))
+                    }
                     _ => {}
                 }
             }
-            vec![n, json!(role), a, json!(users.join(", ")), json!(groups.join(", ")), json!(sas.join(", "))]
+            vec![
+                n,
+                json!(role),
+                a,
+                json!(users.join(", ")),
+                json!(groups.join(", ")),
+                json!(sas.join(", ")),
+            ]
         }
         PriorityClass => vec![
             n,
             json!(int(obj, "/value")),
-            json!(ptr(obj, "/globalDefault").and_then(Value::as_bool).unwrap_or(false)),
+            json!(ptr(obj, "/globalDefault")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)),
             a,
         ],
         StorageClass => {
-            let default = ["storageclass.kubernetes.io~1is-default-class", "storageclass.beta.kubernetes.io~1is-default-class"]
-                .iter()
-                .any(|k| st(obj, &format!("/metadata/annotations/{k}")) == "true");
-            let shown = if default { format!("{} (default)", name(obj)) } else { name(obj).to_string() };
+            let default = [
+                "storageclass.kubernetes.io~1is-default-class",
+                "storageclass.beta.kubernetes.io~1is-default-class",
+            ]
+            .iter()
+            .any(|k| st(obj, &format!("/metadata/annotations/{k}")) == "true");
+            let shown = if default {
+                format!("{} (default)", name(obj))
+            } else {
+                name(obj).to_string()
+            };
             let or = |p: &str, d: &str| match st(obj, p) {
                 "" => d.to_string(),
                 v => v.to_string(),
@@ -649,21 +739,33 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
                 json!(st(obj, "/provisioner")),
                 json!(or("/reclaimPolicy", "Delete")),
                 json!(or("/volumeBindingMode", "Immediate")),
-                json!(ptr(obj, "/allowVolumeExpansion").and_then(Value::as_bool).unwrap_or(false)),
+                json!(ptr(obj, "/allowVolumeExpansion")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)),
                 a,
             ]
         }
         RuntimeClass => vec![n, json!(st(obj, "/handler")), a],
         CsiDriver => {
             let b = |p: &str, d: bool| json!(ptr(obj, p).and_then(Value::as_bool).unwrap_or(d));
-            let audiences: Vec<&str> = arr(obj, "/spec/tokenRequests").iter().map(|t| st(t, "/audience")).collect();
-            let modes: Vec<&str> = arr(obj, "/spec/volumeLifecycleModes").iter().filter_map(Value::as_str).collect();
+            let audiences: Vec<&str> = arr(obj, "/spec/tokenRequests")
+                .iter()
+                .map(|t| st(t, "/audience"))
+                .collect();
+            let modes: Vec<&str> = arr(obj, "/spec/volumeLifecycleModes")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
             vec![
                 n,
                 b("/spec/attachRequired", true),
                 b("/spec/podInfoOnMount", false),
                 b("/spec/storageCapacity", false),
-                json!(if audiences.is_empty() { "<unset>".to_string() } else { audiences.join(",") }),
+                json!(if audiences.is_empty() {
+                    "<unset>".to_string()
+                } else {
+                    audiences.join(",")
+                }),
                 b("/spec/requiresRepublish", false),
                 json!(or_none(&modes.join(","))),
                 a,
@@ -675,7 +777,9 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
             json!(st(obj, "/spec/attacher")),
             json!(st(obj, "/spec/source/persistentVolumeName")),
             json!(st(obj, "/spec/nodeName")),
-            json!(ptr(obj, "/status/attached").and_then(Value::as_bool).unwrap_or(false)),
+            json!(ptr(obj, "/status/attached")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)),
             a,
         ],
         PodDisruptionBudget => {
@@ -697,9 +801,16 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
                 .iter()
                 .find(|r| ptr(r, "/controller").and_then(Value::as_bool) == Some(true))
                 .map(|r| {
-                    let group = st(r, "/apiVersion").rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+                    let group = st(r, "/apiVersion")
+                        .rsplit_once('/')
+                        .map(|(g, _)| g)
+                        .unwrap_or("");
                     let kind = st(r, "/kind").to_lowercase();
-                    let gk = if group.is_empty() { kind } else { format!("{kind}.{group}") };
+                    let gk = if group.is_empty() {
+                        kind
+                    } else {
+                        format!("{kind}.{group}")
+                    };
                     format!("{gk}/{}", st(r, "/name"))
                 })
                 .unwrap_or_else(|| "<none>".into());
@@ -759,7 +870,11 @@ fn format_endpoints(obj: &Value) -> String {
                 }
                 let ip = st(a, "/ip");
                 let port = int(p, "/port");
-                list.push(if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") });
+                list.push(if ip.contains(':') {
+                    format!("[{ip}]:{port}")
+                } else {
+                    format!("{ip}:{port}")
+                });
             }
         }
     }
@@ -790,7 +905,11 @@ fn pod_cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
             .iter()
             .any(|c| st(c, "/name") == name && st(c, "/restartPolicy") == "Always")
     };
-    let total = arr(pod, "/spec/containers").len() + init_specs.iter().filter(|c| st(c, "/restartPolicy") == "Always").count();
+    let total = arr(pod, "/spec/containers").len()
+        + init_specs
+            .iter()
+            .filter(|c| st(c, "/restartPolicy") == "Always")
+            .count();
     let mut ready = 0;
     let mut restarts = 0;
     let mut sidecar_restarts = 0;
@@ -855,14 +974,22 @@ fn pod_cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
                     ("", sig) => format!("Signal:{sig}"),
                     (r, _) => r.to_string(),
                 };
-            } else if ptr(c, "/ready").and_then(Value::as_bool) == Some(true) && ptr(c, "/state/running").is_some() {
+            } else if ptr(c, "/ready").and_then(Value::as_bool) == Some(true)
+                && ptr(c, "/state/running").is_some()
+            {
                 has_running = true;
                 ready += 1;
             }
         }
         if reason == "Completed" && has_running {
-            let pod_ready = conditions.iter().any(|c| st(c, "/type") == "Ready" && st(c, "/status") == "True");
-            reason = if pod_ready { "Running".into() } else { "NotReady".into() };
+            let pod_ready = conditions
+                .iter()
+                .any(|c| st(c, "/type") == "Ready" && st(c, "/status") == "True");
+            reason = if pod_ready {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
         }
     }
 
@@ -917,8 +1044,12 @@ pub(super) fn row_conditions(info: &ResourceInfo, obj: &Value) -> Option<Value> 
         return None;
     }
     match st(obj, "/status/phase") {
-        "Succeeded" => Some(json!([{"type": "Completed", "status": "True", "reason": "Succeeded", "message": "The pod has completed successfully."}])),
-        "Failed" => Some(json!([{"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}])),
+        "Succeeded" => Some(
+            json!([{"type": "Completed", "status": "True", "reason": "Succeeded", "message": "The pod has completed successfully."}]),
+        ),
+        "Failed" => Some(
+            json!([{"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}]),
+        ),
         _ => None,
     }
 }
@@ -932,7 +1063,10 @@ fn job_cells(job: &Value, now: DateTime<Utc>) -> Vec<Value> {
             _ => format!("{succeeded}/1"),
         },
     };
-    let duration = match (parse_time(st(job, "/status/startTime")), parse_time(st(job, "/status/completionTime"))) {
+    let duration = match (
+        parse_time(st(job, "/status/startTime")),
+        parse_time(st(job, "/status/completionTime")),
+    ) {
         (None, _) => String::new(),
         (Some(start), None) => human_duration(now - start),
         (Some(start), Some(end)) => human_duration(end - start),
@@ -1029,7 +1163,13 @@ fn node_cells(node: &Value, n: Value, a: Value) -> Vec<Value> {
         .iter()
         .filter(|c| st(c, "/type") == "Ready")
         .take(1)
-        .map(|c| if st(c, "/status") == "True" { "Ready".into() } else { "NotReady".into() })
+        .map(|c| {
+            if st(c, "/status") == "True" {
+                "Ready".into()
+            } else {
+                "NotReady".into()
+            }
+        })
         .collect();
     if status.is_empty() {
         status.push("Unknown".into());
@@ -1081,11 +1221,21 @@ fn node_cells(node: &Value, n: Value, a: Value) -> Vec<Value> {
 fn event_cells(info: &ResourceInfo, ev: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let v1 = info.group == "events.k8s.io";
     let f = |core: &'static str, new: &'static str| if v1 { new } else { core };
-    let involved = ptr(ev, f("/involvedObject", "/regarding")).cloned().unwrap_or(Value::Null);
+    let involved = ptr(ev, f("/involvedObject", "/regarding"))
+        .cloned()
+        .unwrap_or(Value::Null);
     let first_ts = st(ev, f("/firstTimestamp", "/deprecatedFirstTimestamp"));
-    let first = if first_ts.is_empty() { since(st(ev, "/eventTime"), now) } else { since(first_ts, now) };
+    let first = if first_ts.is_empty() {
+        since(st(ev, "/eventTime"), now)
+    } else {
+        since(first_ts, now)
+    };
     let last_ts = st(ev, f("/lastTimestamp", "/deprecatedLastTimestamp"));
-    let mut last = if last_ts.is_empty() { first.clone() } else { since(last_ts, now) };
+    let mut last = if last_ts.is_empty() {
+        first.clone()
+    } else {
+        since(last_ts, now)
+    };
     let mut count = int(ev, f("/count", "/deprecatedCount"));
     if let Some(series) = ptr(ev, "/series") {
         last = since(st(series, "/lastObservedTime"), now);
@@ -1138,12 +1288,17 @@ mod tests {
 
     fn info(group: &str, plural: &str) -> ResourceInfo {
         let all = builtin_resources();
-        let r = all.iter().find(|r| r.group == group && r.plural == plural).cloned();
+        let r = all
+            .iter()
+            .find(|r| r.group == group && r.plural == plural)
+            .cloned();
         r.unwrap_or_else(|| panic!("no resource {group}/{plural}"))
     }
 
     fn names(cols: &[Value]) -> Vec<String> {
-        cols.iter().map(|c| c["name"].as_str().unwrap().to_uppercase()).collect()
+        cols.iter()
+            .map(|c| c["name"].as_str().unwrap().to_uppercase())
+            .collect()
     }
 
     fn check(group: &str, plural: &str, obj: Value, want_cols: &[&str], want_cells: Value) {
@@ -1179,8 +1334,28 @@ mod tests {
             "",
             "pods",
             running_pod(),
-            &["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"],
-            json!(["web-7d4b9c-x2x", "2/2", "Running", "2 (3m ago)", "5m", "10.244.0.7", "rkube", "<none>", "1/1"]),
+            &[
+                "NAME",
+                "READY",
+                "STATUS",
+                "RESTARTS",
+                "AGE",
+                "IP",
+                "NODE",
+                "NOMINATED NODE",
+                "READINESS GATES",
+            ],
+            json!([
+                "web-7d4b9c-x2x",
+                "2/2",
+                "Running",
+                "2 (3m ago)",
+                "5m",
+                "10.244.0.7",
+                "rkube",
+                "<none>",
+                "1/1"
+            ]),
         );
         let i = info("", "pods");
         let cols = columns(&i);
@@ -1194,7 +1369,17 @@ mod tests {
             "status": {"phase": "Running", "containerStatuses": [{"name": "c", "ready": false, "restartCount": 5,
                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
         let c = cells(&i, &crash, now());
-        assert_eq!(c[..6], [json!("p"), json!("0/1"), json!("CrashLoopBackOff"), json!("5"), json!("60m"), json!("<none>")]);
+        assert_eq!(
+            c[..6],
+            [
+                json!("p"),
+                json!("0/1"),
+                json!("CrashLoopBackOff"),
+                json!("5"),
+                json!("60m"),
+                json!("<none>")
+            ]
+        );
 
         // Terminating overrides a non-terminal phase.
         let mut term = running_pod();
@@ -1208,7 +1393,10 @@ mod tests {
                 {"name": "a", "state": {"terminated": {"exitCode": 0}}},
                 {"name": "b", "state": {"running": {}}}]}});
         let c = cells(&i, &init, now());
-        assert_eq!((c[1].clone(), c[2].clone(), c[4].clone()), (json!("0/1"), json!("Init:1/2"), json!("<unknown>")));
+        assert_eq!(
+            (c[1].clone(), c[2].clone(), c[4].clone()),
+            (json!("0/1"), json!("Init:1/2"), json!("<unknown>"))
+        );
         let init_err = json!({"metadata": {"name": "p"},
             "spec": {"initContainers": [{"name": "a"}], "containers": [{"name": "c"}]},
             "status": {"phase": "Pending", "initContainerStatuses": [{"name": "a", "restartCount": 3, "state": {"terminated": {"exitCode": 2}}}]}});
@@ -1221,7 +1409,10 @@ mod tests {
             "status": {"phase": "Running", "conditions": [{"type": "Initialized", "status": "True"}],
                 "initContainerStatuses": [{"name": "proxy", "started": true, "ready": true, "state": {"running": {}}}],
                 "containerStatuses": [{"name": "c", "ready": true, "state": {"running": {}}}]}});
-        assert_eq!(cells(&i, &sidecar, now())[1..3], [json!("2/2"), json!("Running")]);
+        assert_eq!(
+            cells(&i, &sidecar, now())[1..3],
+            [json!("2/2"), json!("Running")]
+        );
 
         // Completed pods: terminated reason, row condition.
         let done = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]},
@@ -1243,8 +1434,26 @@ mod tests {
             json!({"metadata": {"name": "web", "creationTimestamp": "2024-04-29T09:00:00Z"},
                 "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": workload_template()},
                 "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}}),
-            &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
-            json!(["web", "2/3", 3, 2, "2d3h", "nginx,side", "nginx:1.25,busybox", "app=web"]),
+            &[
+                "NAME",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
+                "AGE",
+                "CONTAINERS",
+                "IMAGES",
+                "SELECTOR",
+            ],
+            json!([
+                "web",
+                "2/3",
+                3,
+                2,
+                "2d3h",
+                "nginx,side",
+                "nginx:1.25,busybox",
+                "app=web"
+            ]),
         );
         check(
             "apps",
@@ -1252,15 +1461,51 @@ mod tests {
             json!({"metadata": {"name": "web-7d4b9c", "creationTimestamp": "2024-05-01T11:58:30Z"},
                 "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web", "pod-template-hash": "7d4b9c"}}, "template": workload_template()},
                 "status": {"replicas": 3, "readyReplicas": 1}}),
-            &["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
-            json!(["web-7d4b9c", 3, 3, 1, "90s", "nginx,side", "nginx:1.25,busybox", "app=web,pod-template-hash=7d4b9c"]),
+            &[
+                "NAME",
+                "DESIRED",
+                "CURRENT",
+                "READY",
+                "AGE",
+                "CONTAINERS",
+                "IMAGES",
+                "SELECTOR",
+            ],
+            json!([
+                "web-7d4b9c",
+                3,
+                3,
+                1,
+                "90s",
+                "nginx,side",
+                "nginx:1.25,busybox",
+                "app=web,pod-template-hash=7d4b9c"
+            ]),
         );
         check(
             "",
             "replicationcontrollers",
             json!({"metadata": {"name": "rc"}, "spec": {"replicas": 1, "selector": {"b": "2", "a": "1"}, "template": workload_template()}, "status": {}}),
-            &["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
-            json!(["rc", 1, 0, 0, "<unknown>", "nginx,side", "nginx:1.25,busybox", "a=1,b=2"]),
+            &[
+                "NAME",
+                "DESIRED",
+                "CURRENT",
+                "READY",
+                "AGE",
+                "CONTAINERS",
+                "IMAGES",
+                "SELECTOR",
+            ],
+            json!([
+                "rc",
+                1,
+                0,
+                0,
+                "<unknown>",
+                "nginx,side",
+                "nginx:1.25,busybox",
+                "a=1,b=2"
+            ]),
         );
         check(
             "apps",
@@ -1278,8 +1523,32 @@ mod tests {
             json!({"metadata": {"name": "kube-proxy", "creationTimestamp": "2024-04-01T12:00:00Z"},
                 "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}}, "template": tmpl},
                 "status": {"desiredNumberScheduled": 1, "currentNumberScheduled": 1, "numberReady": 1, "updatedNumberScheduled": 1, "numberAvailable": 1}}),
-            &["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
-            json!(["kube-proxy", 1, 1, 1, 1, 1, "kubernetes.io/os=linux", "30d", "nginx,side", "nginx:1.25,busybox", "k8s-app=kube-proxy"]),
+            &[
+                "NAME",
+                "DESIRED",
+                "CURRENT",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
+                "NODE SELECTOR",
+                "AGE",
+                "CONTAINERS",
+                "IMAGES",
+                "SELECTOR",
+            ],
+            json!([
+                "kube-proxy",
+                1,
+                1,
+                1,
+                1,
+                1,
+                "kubernetes.io/os=linux",
+                "30d",
+                "nginx,side",
+                "nginx:1.25,busybox",
+                "k8s-app=kube-proxy"
+            ]),
         );
     }
 
@@ -1294,8 +1563,26 @@ mod tests {
             "batch",
             "jobs",
             job,
-            &["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
-            json!(["pi", "Complete", "1/1", "42s", "10m", "pi", "perl:5.34", "batch.kubernetes.io/controller-uid=u1"]),
+            &[
+                "NAME",
+                "STATUS",
+                "COMPLETIONS",
+                "DURATION",
+                "AGE",
+                "CONTAINERS",
+                "IMAGES",
+                "SELECTOR",
+            ],
+            json!([
+                "pi",
+                "Complete",
+                "1/1",
+                "42s",
+                "10m",
+                "pi",
+                "perl:5.34",
+                "batch.kubernetes.io/controller-uid=u1"
+            ]),
         );
         let running = json!({"metadata": {"name": "w"}, "spec": {"parallelism": 3, "template": {"spec": {"containers": []}}},
             "status": {"startTime": "2024-05-01T11:59:00Z"}});
@@ -1309,8 +1596,30 @@ mod tests {
                 "spec": {"schedule": "*/1 * * * *", "suspend": false,
                          "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "hello", "image": "busybox:1.28"}]}}}}},
                 "status": {"active": [{"name": "hello-1"}], "lastScheduleTime": "2024-05-01T11:59:00Z"}}),
-            &["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
-            json!(["hello", "*/1 * * * *", "<none>", "False", 1, "60s", "120m", "hello", "busybox:1.28", "<none>"]),
+            &[
+                "NAME",
+                "SCHEDULE",
+                "TIMEZONE",
+                "SUSPEND",
+                "ACTIVE",
+                "LAST SCHEDULE",
+                "AGE",
+                "CONTAINERS",
+                "IMAGES",
+                "SELECTOR",
+            ],
+            json!([
+                "hello",
+                "*/1 * * * *",
+                "<none>",
+                "False",
+                1,
+                "60s",
+                "120m",
+                "hello",
+                "busybox:1.28",
+                "<none>"
+            ]),
         );
     }
 
@@ -1322,22 +1631,48 @@ mod tests {
             json!({"metadata": {"name": "kubernetes", "creationTimestamp": "2024-05-01T00:00:00Z"},
                 "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
                          "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}),
-            &["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"],
-            json!(["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP", "12h", "<none>"]),
+            &[
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE",
+                "SELECTOR",
+            ],
+            json!([
+                "kubernetes",
+                "ClusterIP",
+                "10.96.0.1",
+                "<none>",
+                "443/TCP",
+                "12h",
+                "<none>"
+            ]),
         );
         let i = info("", "services");
         let np = json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort", "clusterIP": "10.96.1.2",
             "selector": {"app": "web"}, "ports": [{"port": 80, "nodePort": 30080}, {"port": 53, "protocol": "UDP"}]}});
         let c = cells(&i, &np, now());
-        assert_eq!((c[4].clone(), c[6].clone()), (json!("80:30080/TCP,53/UDP"), json!("app=web")));
+        assert_eq!(
+            (c[4].clone(), c[6].clone()),
+            (json!("80:30080/TCP,53/UDP"), json!("app=web"))
+        );
         let lb = json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "clusterIP": "10.96.1.3", "ports": []}});
-        assert_eq!(cells(&i, &lb, now())[3..5], [json!("<pending>"), json!("<none>")]);
+        assert_eq!(
+            cells(&i, &lb, now())[3..5],
+            [json!("<pending>"), json!("<none>")]
+        );
         let lb2 = json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {"ingress": [{"ip": "192.168.49.2"}]}}});
         assert_eq!(cells(&i, &lb2, now())[3], "192.168.49.2");
-        let headless = json!({"metadata": {"name": "db"}, "spec": {"type": "ClusterIP", "clusterIP": "None"}});
+        let headless =
+            json!({"metadata": {"name": "db"}, "spec": {"type": "ClusterIP", "clusterIP": "None"}});
         assert_eq!(cells(&i, &headless, now())[2], "None");
         let ext = json!({"metadata": {"name": "e"}, "spec": {"type": "ExternalName", "externalName": "example.com"}});
-        assert_eq!(cells(&i, &ext, now())[2..4], [json!("<none>"), json!("example.com")]);
+        assert_eq!(
+            cells(&i, &ext, now())[2..4],
+            [json!("<none>"), json!("example.com")]
+        );
 
         check(
             "",
@@ -1345,9 +1680,17 @@ mod tests {
             json!({"metadata": {"name": "web"}, "subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}, {"ip": "10.0.0.3"}, {"ip": "10.0.0.4"}],
                 "ports": [{"port": 8080}]}]}),
             &["NAME", "ENDPOINTS", "AGE"],
-            json!(["web", "10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:8080 + 1 more...", "<unknown>"]),
+            json!([
+                "web",
+                "10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:8080 + 1 more...",
+                "<unknown>"
+            ]),
         );
-        let c = cells(&info("", "endpoints"), &json!({"metadata": {"name": "x"}}), now());
+        let c = cells(
+            &info("", "endpoints"),
+            &json!({"metadata": {"name": "x"}}),
+            now(),
+        );
         assert_eq!(c[1], "<none>");
         check(
             "discovery.k8s.io",
@@ -1370,10 +1713,36 @@ mod tests {
                 "status": {"conditions": [{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "True"}],
                     "addresses": [{"type": "InternalIP", "address": "192.168.49.2"}, {"type": "Hostname", "address": "rkube"}],
                     "nodeInfo": {"kubeletVersion": "v1.33.0", "osImage": "Ubuntu 24.04", "kernelVersion": "6.8.0", "containerRuntimeVersion": "rkube://0.1.0"}}}),
-            &["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],
-            json!(["rkube", "Ready,SchedulingDisabled", "control-plane", "24h", "v1.33.0", "192.168.49.2", "<none>", "Ubuntu 24.04", "6.8.0", "rkube://0.1.0"]),
+            &[
+                "NAME",
+                "STATUS",
+                "ROLES",
+                "AGE",
+                "VERSION",
+                "INTERNAL-IP",
+                "EXTERNAL-IP",
+                "OS-IMAGE",
+                "KERNEL-VERSION",
+                "CONTAINER-RUNTIME",
+            ],
+            json!([
+                "rkube",
+                "Ready,SchedulingDisabled",
+                "control-plane",
+                "24h",
+                "v1.33.0",
+                "192.168.49.2",
+                "<none>",
+                "Ubuntu 24.04",
+                "6.8.0",
+                "rkube://0.1.0"
+            ]),
         );
-        let c = cells(&info("", "nodes"), &json!({"metadata": {"name": "n"}}), now());
+        let c = cells(
+            &info("", "nodes"),
+            &json!({"metadata": {"name": "n"}}),
+            now(),
+        );
         assert_eq!(c[1..3], [json!("Unknown"), json!("<none>")]);
         check(
             "",
@@ -1428,7 +1797,14 @@ mod tests {
                 "subjects": [{"kind": "User", "name": "alice"}, {"kind": "Group", "name": "devs"},
                              {"kind": "ServiceAccount", "name": "default", "namespace": "ci"}, {"kind": "User", "name": "bob"}]}),
             &["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"],
-            json!(["rb", "ClusterRole/view", "<unknown>", "alice, bob", "devs", "ci/default"]),
+            json!([
+                "rb",
+                "ClusterRole/view",
+                "<unknown>",
+                "alice, bob",
+                "devs",
+                "ci/default"
+            ]),
         );
     }
 
@@ -1443,20 +1819,56 @@ mod tests {
             "",
             "events",
             core,
-            &["LAST SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT", "SOURCE", "MESSAGE", "FIRST SEEN", "COUNT", "NAME"],
-            json!(["2m", "Normal", "Pulled", "pod/web", "spec.containers{nginx}", "kubelet, rkube", "Successfully pulled image", "60m", 4, "web.17c"]),
+            &[
+                "LAST SEEN",
+                "TYPE",
+                "REASON",
+                "OBJECT",
+                "SUBOBJECT",
+                "SOURCE",
+                "MESSAGE",
+                "FIRST SEEN",
+                "COUNT",
+                "NAME",
+            ],
+            json!([
+                "2m",
+                "Normal",
+                "Pulled",
+                "pod/web",
+                "spec.containers{nginx}",
+                "kubelet, rkube",
+                "Successfully pulled image",
+                "60m",
+                4,
+                "web.17c"
+            ]),
         );
         let v1 = json!({"metadata": {"name": "n.1"}, "regarding": {"kind": "Node", "name": "rkube"},
             "reason": "Starting", "type": "Normal", "note": "Starting kubelet.", "reportingController": "kubelet",
             "reportingInstance": "rkube", "eventTime": "2024-05-01T11:59:30.000000Z"});
         assert_eq!(
             Value::Array(cells(&info("events.k8s.io", "events"), &v1, now())),
-            json!(["30s", "Normal", "Starting", "node/rkube", "", "kubelet, rkube", "Starting kubelet.", "30s", 1, "n.1"])
+            json!([
+                "30s",
+                "Normal",
+                "Starting",
+                "node/rkube",
+                "",
+                "kubelet, rkube",
+                "Starting kubelet.",
+                "30s",
+                1,
+                "n.1"
+            ])
         );
         let series = json!({"metadata": {"name": "s"}, "involvedObject": {"kind": "Pod"}, "eventTime": "2024-05-01T11:00:00Z",
             "series": {"count": 7, "lastObservedTime": "2024-05-01T11:59:00Z"}});
         let c = cells(&info("", "events"), &series, now());
-        assert_eq!((c[0].clone(), c[3].clone(), c[8].clone()), (json!("60s"), json!("pod"), json!(7)));
+        assert_eq!(
+            (c[0].clone(), c[3].clone(), c[8].clone()),
+            (json!("60s"), json!("pod"), json!(7))
+        );
         assert_eq!(columns(&info("", "events"))[9]["format"], "name");
     }
 
@@ -1468,8 +1880,28 @@ mod tests {
             json!({"metadata": {"name": "data"}, "spec": {"volumeName": "pvc-1", "storageClassName": "standard",
                 "resources": {"requests": {"storage": "1Gi"}}},
                 "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}}),
-            &["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "VOLUMEATTRIBUTESCLASS", "AGE", "VOLUMEMODE"],
-            json!(["data", "Bound", "pvc-1", "1Gi", "RWO", "standard", "<unset>", "<unknown>", "<unset>"]),
+            &[
+                "NAME",
+                "STATUS",
+                "VOLUME",
+                "CAPACITY",
+                "ACCESS MODES",
+                "STORAGECLASS",
+                "VOLUMEATTRIBUTESCLASS",
+                "AGE",
+                "VOLUMEMODE",
+            ],
+            json!([
+                "data",
+                "Bound",
+                "pvc-1",
+                "1Gi",
+                "RWO",
+                "standard",
+                "<unset>",
+                "<unknown>",
+                "<unset>"
+            ]),
         );
         check(
             "",
@@ -1477,16 +1909,54 @@ mod tests {
             json!({"metadata": {"name": "pvc-1"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany", "ReadWriteOnce"],
                 "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "standard", "volumeMode": "Filesystem",
                 "claimRef": {"namespace": "default", "name": "data"}}, "status": {"phase": "Bound"}}),
-            &["NAME", "CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS", "VOLUMEATTRIBUTESCLASS", "REASON", "AGE", "VOLUMEMODE"],
-            json!(["pvc-1", "1Gi", "RWO,RWX", "Delete", "Bound", "default/data", "standard", "<unset>", "", "<unknown>", "Filesystem"]),
+            &[
+                "NAME",
+                "CAPACITY",
+                "ACCESS MODES",
+                "RECLAIM POLICY",
+                "STATUS",
+                "CLAIM",
+                "STORAGECLASS",
+                "VOLUMEATTRIBUTESCLASS",
+                "REASON",
+                "AGE",
+                "VOLUMEMODE",
+            ],
+            json!([
+                "pvc-1",
+                "1Gi",
+                "RWO,RWX",
+                "Delete",
+                "Bound",
+                "default/data",
+                "standard",
+                "<unset>",
+                "",
+                "<unknown>",
+                "Filesystem"
+            ]),
         );
         check(
             "storage.k8s.io",
             "storageclasses",
             json!({"metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
                 "provisioner": "rkube.io/hostpath", "volumeBindingMode": "WaitForFirstConsumer"}),
-            &["NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION", "AGE"],
-            json!(["standard (default)", "rkube.io/hostpath", "Delete", "WaitForFirstConsumer", false, "<unknown>"]),
+            &[
+                "NAME",
+                "PROVISIONER",
+                "RECLAIMPOLICY",
+                "VOLUMEBINDINGMODE",
+                "ALLOWVOLUMEEXPANSION",
+                "AGE",
+            ],
+            json!([
+                "standard (default)",
+                "rkube.io/hostpath",
+                "Delete",
+                "WaitForFirstConsumer",
+                false,
+                "<unknown>"
+            ]),
         );
     }
 
@@ -1510,7 +1980,13 @@ mod tests {
             "policy",
             "poddisruptionbudgets",
             json!({"metadata": {"name": "pdb"}, "spec": {"minAvailable": "50%"}, "status": {"disruptionsAllowed": 1}}),
-            &["NAME", "MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"],
+            &[
+                "NAME",
+                "MIN AVAILABLE",
+                "MAX UNAVAILABLE",
+                "ALLOWED DISRUPTIONS",
+                "AGE",
+            ],
             json!(["pdb", "50%", "N/A", 1, "<unknown>"]),
         );
         check(
@@ -1526,7 +2002,12 @@ mod tests {
             json!({"metadata": {"name": "q"}, "status": {"hard": {"pods": "10", "limits.cpu": "2", "requests.cpu": "1"},
                 "used": {"pods": "3", "requests.cpu": "500m"}}}),
             &["NAME", "AGE", "REQUEST", "LIMIT"],
-            json!(["q", "<unknown>", "pods: 3/10, requests.cpu: 500m/1", "limits.cpu: 0/2"]),
+            json!([
+                "q",
+                "<unknown>",
+                "pods: 3/10, requests.cpu: 500m/1",
+                "limits.cpu: 0/2"
+            ]),
         );
         check(
             "apiextensions.k8s.io",
@@ -1535,7 +2016,14 @@ mod tests {
             &["NAME", "CREATED AT"],
             json!(["widgets.example.com", "2024-05-01T11:00:00Z"]),
         );
-        let crd_info = find(&builtin_resources(), "apiextensions.k8s.io", "v1", "customresourcedefinitions").cloned().unwrap();
+        let crd_info = find(
+            &builtin_resources(),
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+        )
+        .cloned()
+        .unwrap();
         assert_eq!(columns(&crd_info)[1]["type"], "date");
     }
 }

@@ -762,6 +762,9 @@ pub async fn write_update(
             objects::name(&new)
         )));
     }
+    if ctx.res.group.is_empty() && ctx.res.kind == "Service" {
+        validation::preserve_service_allocations(&mut new, old);
+    }
     admit(ctx, &mut new, Some(old))?;
     if track {
         let av = ctx.res.api_version();
