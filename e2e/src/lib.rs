@@ -397,7 +397,7 @@ fn wait_timeout(child: &mut std::process::Child, timeout: Duration) -> Result<Ex
 }
 
 /// Whether `pid` is a live (non-zombie) process.
-fn alive(pid: i32) -> bool {
+pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name.
         Ok(stat) => stat

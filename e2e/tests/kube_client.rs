@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::ObjectMeta;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
@@ -45,8 +45,19 @@ fn api_error(err: kube::Error) -> Box<kube::core::Status> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagination_over_120_configmaps() {
     let c = Cluster::start("paging").unwrap();
-    c.kubectl_ok(&["create", "namespace", "paging"]);
-    let api: Api<ConfigMap> = Api::namespaced(c.client().await.unwrap(), "paging");
+    let client = c.client().await.unwrap();
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some("paging".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client, "paging");
 
     let expected: BTreeSet<String> = (0..120).map(|i| format!("page-{i:03}")).collect();
     futures::stream::iter(expected.iter().cloned())

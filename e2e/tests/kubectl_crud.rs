@@ -113,7 +113,7 @@ fn configmap_lifecycle() {
         obj["data"],
         serde_json::json!({"a": "10", "b": "2", "c": "3"})
     );
-    // A JSON patch whose test op fails is rejected and changes nothing.
+    // A JSON patch whose test op fails is rejected (422) and changes nothing.
     let err = c.kubectl_fails(
         &[
             "patch",
@@ -125,7 +125,8 @@ fn configmap_lifecycle() {
         ],
         None,
     );
-    assert!(err.contains("Error from server"), "{err}");
+    assert!(err.contains("The request is invalid"), "{err}");
+    assert_eq!(get_json(&c, &["configmap", "cm1"])["data"]["a"], "10");
 
     // replace with an edited copy of the live object.
     let mut live = get_json(&c, &["configmap", "cm1"]);
@@ -371,7 +372,7 @@ fn validation_errors_read_like_upstream() {
     let no_selector = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: broken\nspec:\n  template:\n    spec:\n      containers: [{name: a, image: nginx}]\n";
     let err = c.kubectl_fails(&["create", "-f", "-"], Some(no_selector));
     assert!(
-        err.contains(r#"Deployment.apps "broken" is invalid"#),
+        err.contains(r#"The Deployment "broken" is invalid"#),
         "{err}"
     );
     assert!(err.contains("spec.selector: Required value"), "{err}");

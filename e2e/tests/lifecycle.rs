@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
-use rkube_e2e::{describe, eventually, rkube_bin, Cluster};
+use rkube_e2e::{alive, describe, eventually, rkube_bin, Cluster};
 
 fn text(out: &std::process::Output) -> String {
     format!(
@@ -132,19 +132,17 @@ fn status_stop_start_keeps_certificates_and_data() {
         "second start replaced the daemon"
     );
 
-    c.kubectl_ok(&["create", "configmap", "keep", "--from-literal=k=v"]);
+    c.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\ndata:\n  k: v\n"),
+    );
     let ca = std::fs::read(c.ca_path()).unwrap();
     let admin = std::fs::read(c.profile_dir().join("pki").join("admin.crt")).unwrap();
 
     let stop = c.rkube(&["stop", profile[0], profile[1]]);
     assert!(stop.status.success(), "{}", describe(&stop));
     assert!(
-        eventually(Duration::from_secs(10), || !std::path::Path::new(&format!(
-            "/proc/{pid}"
-        ))
-        .exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| s.contains(") Z"))),
+        eventually(Duration::from_secs(10), || !alive(pid)),
         "daemon {pid} still alive after stop"
     );
     let status = c.rkube(&["status", profile[0], profile[1]]);
@@ -237,14 +235,24 @@ fn busy_port_is_reported_clearly() {
     let home = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
+    // Output goes to files: a daemon keeping inherited pipes open cannot hang us.
     let run = |args: &[&str]| {
-        Command::new(&bin)
+        let out = home.path().join("out");
+        let err = home.path().join("err");
+        let status = Command::new(&bin)
             .args(args)
             .env("RKUBE_HOME", home.path())
             .env("KUBECONFIG", home.path().join("kubeconfig"))
             .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        std::process::Output {
+            status,
+            stdout: std::fs::read(&out).unwrap(),
+            stderr: std::fs::read(&err).unwrap(),
+        }
     };
     let out = run(&["start", "--profile", "busy", "--apiserver-port", &port]);
     let all = text(&out);

@@ -33,6 +33,9 @@ enum Command {
     /// Manage profiles
     #[command(subcommand)]
     Profile(commands::profile::Command),
+    /// Benchmarks that print figures
+    #[command(subcommand)]
+    Bench(commands::bench::Command),
     /// Run a profile in this process (used by `start`)
     #[command(hide = true)]
     Daemon(commands::ProfileArg),
@@ -66,6 +69,7 @@ async fn main() -> ExitCode {
         Command::Version => commands::version::run(),
         Command::Profile(cmd) => commands::profile::run(cmd),
         Command::Daemon(args) => commands::daemon::run(args).await,
+        Command::Bench(cmd) => commands::bench::run(cmd).await,
     };
     match result {
         Ok(code) => code,

@@ -142,6 +142,11 @@ pub async fn start(cfg: Config, bootstrap: Vec<Value>) -> Result<Running> {
         }
     }
     kubernetes_service(&state).await?;
+    // Render the OpenAPI documents off the request path.
+    let warm = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let _ = warm.openapi.read().map(|o| o.v3_root());
+    });
     let app = handlers::router(state);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(server::serve(listener, Arc::new(tls), app, rx));

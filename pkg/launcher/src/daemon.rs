@@ -13,9 +13,16 @@ use crate::{Error, Result};
 /// Runs `profile` until SIGTERM/SIGINT. `reporter` receives step progress.
 pub async fn run(profile: Profile, reporter: &mut dyn Reporter) -> Result<()> {
     let config = profile.require_config()?;
-    let mut term = signal(SignalKind::terminate()).map_err(Error::io("install SIGTERM handler for", profile.dir()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(Error::io("install SIGINT handler for", profile.dir()))?;
-    tracing::info!(profile = profile.name(), pid = std::process::id(), ?config, "starting");
+    let mut term = signal(SignalKind::terminate())
+        .map_err(Error::io("install SIGTERM handler for", profile.dir()))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(Error::io("install SIGINT handler for", profile.dir()))?;
+    tracing::info!(
+        profile = profile.name(),
+        pid = std::process::id(),
+        ?config,
+        "starting"
+    );
     let mut ctx = Context::new(profile, config);
     let result = pipeline::run(&mut ctx, Step::ALL, reporter).await;
     if let Err(e) = result {

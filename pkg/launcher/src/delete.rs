@@ -12,9 +12,11 @@ pub fn delete(profile: &Profile, kubeconfig: &std::path::Path) -> Result<bool> {
         stop::stop(profile, &Procfs::default(), stop::GRACE)?;
         std::fs::remove_dir_all(profile.dir()).map_err(Error::io("remove", profile.dir()))?;
     }
-    rkube_pki::kubeconfig::remove(kubeconfig, profile.name()).map_err(|source| Error::Kubeconfig {
-        path: kubeconfig.to_path_buf(),
-        source,
+    rkube_pki::kubeconfig::remove(kubeconfig, profile.name()).map_err(|source| {
+        Error::Kubeconfig {
+            path: kubeconfig.to_path_buf(),
+            source,
+        }
     })?;
     Ok(existed)
 }
@@ -34,7 +36,10 @@ pub fn run(profile_name: &str, all: bool) -> Result<()> {
         if delete(&profile, &kubeconfig)? {
             println!("🔥  Deleted profile \"{}\"", profile.name());
         } else {
-            println!("🤷  Profile \"{}\" does not exist; removed its kubeconfig entries if any", profile.name());
+            println!(
+                "🤷  Profile \"{}\" does not exist; removed its kubeconfig entries if any",
+                profile.name()
+            );
         }
     }
     Ok(())
@@ -50,12 +55,17 @@ mod tests {
         let kc = home.path().join("kubeconfig");
         let profile = Profile::in_home(home.path(), "dev").unwrap();
         profile.create_dirs().unwrap();
-        rkube_pki::kubeconfig::merge(&kc, "dev", "https://127.0.0.1:1", "ca", "cert", "key").unwrap();
-        rkube_pki::kubeconfig::merge(&kc, "keep", "https://127.0.0.1:2", "ca", "cert", "key").unwrap();
+        rkube_pki::kubeconfig::merge(&kc, "dev", "https://127.0.0.1:1", "ca", "cert", "key")
+            .unwrap();
+        rkube_pki::kubeconfig::merge(&kc, "keep", "https://127.0.0.1:2", "ca", "cert", "key")
+            .unwrap();
         assert!(delete(&profile, &kc).unwrap());
         assert!(!profile.dir().exists());
         let text = std::fs::read_to_string(&kc).unwrap();
-        assert!(!text.contains("name: dev") && text.contains("name: keep"), "{text}");
+        assert!(
+            !text.contains("name: dev") && text.contains("name: keep"),
+            "{text}"
+        );
         assert!(!delete(&profile, &kc).unwrap());
     }
 }

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 pub mod console;
 pub mod daemon;
 pub mod delete;
+pub mod list;
 pub mod logs;
 pub mod manifests;
 pub mod pidfile;
-pub mod list;
 pub mod pipeline;
 pub mod probe;
 pub mod profile;
@@ -49,7 +49,7 @@ pub enum Error {
     #[error("cannot find the rkube state directory: set RKUBE_HOME or HOME")]
     NoHome,
     /// A file system operation failed.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         /// What was attempted, e.g. "create directory".
         action: &'static str,
@@ -60,7 +60,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The profile config file cannot be parsed.
-    #[error("profile config {path} is invalid ({source}); fix it or run `rkube delete --profile {profile}`")]
+    #[error("profile config {path} is invalid; fix it or run `rkube delete --profile {profile}`")]
     Config {
         /// Profile name.
         profile: String,
@@ -83,7 +83,7 @@ pub enum Error {
         port: u16,
     },
     /// The API server port cannot be bound for another reason.
-    #[error("cannot listen on port {port} ({source}); choose another port with --apiserver-port")]
+    #[error("cannot listen on port {port}; choose another port with --apiserver-port")]
     PortUnavailable {
         /// The port.
         port: u16,
@@ -105,10 +105,12 @@ pub enum Error {
         reason: String,
     },
     /// Certificates could not be created or loaded.
-    #[error("certificates: {0}; delete the profile's pki directory to regenerate them")]
+    #[error("cannot prepare certificates (deleting the profile's pki directory regenerates them)")]
     Pki(#[source] rkube_pki::Error),
     /// The kubeconfig could not be updated.
-    #[error("kubeconfig {path}: {source}")]
+    #[error(
+        "cannot update kubeconfig {path}; fix or remove that file, or point KUBECONFIG elsewhere"
+    )]
     Kubeconfig {
         /// The kubeconfig file.
         path: PathBuf,
@@ -117,13 +119,13 @@ pub enum Error {
         source: rkube_pki::Error,
     },
     /// The datastore could not be opened.
-    #[error("datastore: {0}; is another rkube using this profile? otherwise delete the profile with `rkube delete`")]
+    #[error("cannot open the datastore (is another rkube using this profile? if its data is corrupt, `rkube delete` the profile)")]
     Store(#[from] rkube_store::Error),
     /// The API server failed to start.
-    #[error("api server: {0}")]
+    #[error("the API server failed to start")]
     ApiServer(#[source] rkube_apiserver::Error),
     /// Spawning the background daemon failed.
-    #[error("cannot start the rkube daemon {exe}: {source}")]
+    #[error("cannot start the rkube daemon {exe}")]
     Spawn {
         /// The executable.
         exe: PathBuf,
@@ -150,10 +152,10 @@ pub enum Error {
         secs: u64,
     },
     /// Building the HTTPS client for readiness probes failed.
-    #[error("cannot build the readiness probe client: {0}")]
+    #[error("cannot build the readiness probe client (is the profile's pki/ca.crt valid?)")]
     ProbeClient(#[source] reqwest::Error),
     /// Sending a signal failed.
-    #[error("cannot signal pid {pid}: {source}")]
+    #[error("cannot signal pid {pid}")]
     Signal {
         /// The process.
         pid: i32,
@@ -174,8 +176,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Wraps an I/O error with what was attempted and on which path.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { action, path, source }
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
     }
 }

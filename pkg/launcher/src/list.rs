@@ -57,7 +57,11 @@ pub fn table(rows: &[Row]) -> String {
         }
     }
     let line = |c: [&str; 5]| {
-        let parts: Vec<String> = c.iter().zip(widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        let parts: Vec<String> = c
+            .iter()
+            .zip(widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
         format!("{}\n", parts.join("   ").trim_end())
     };
     let mut out = line(header);
@@ -90,11 +94,18 @@ mod tests {
         p.create_dirs().unwrap();
         let procfs = Procfs::default();
         assert_eq!(row(&p, &procfs).state, "Invalid");
-        p.save_config(&crate::profile::ProfileConfig::new_default()).unwrap();
+        p.save_config(&crate::profile::ProfileConfig::new_default())
+            .unwrap();
         let r = row(&p, &procfs);
         assert_eq!((r.port.as_str(), r.state.as_str()), ("8443", "Stopped"));
         let t = table(&[r]);
         assert!(t.starts_with("PROFILE   PORT   RUNTIME"), "{t}");
-        assert!(t.lines().nth(1).unwrap().starts_with("dev       8443   cri-o"), "{t}");
+        assert!(
+            t.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("dev       8443   cri-o"),
+            "{t}"
+        );
     }
 }

@@ -30,7 +30,11 @@ pub async fn run(profile_name: &str, tail: Option<usize>, follow: bool) -> Resul
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !follow => {
-            println!("no logs yet for profile \"{}\"; start it with `rkube start --profile {}`", profile.name(), profile.name());
+            println!(
+                "no logs yet for profile \"{}\"; start it with `rkube start --profile {}`",
+                profile.name(),
+                profile.name()
+            );
             return Ok(());
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -40,7 +44,8 @@ pub async fn run(profile_name: &str, tail: Option<usize>, follow: bool) -> Resul
         Err(e) => return Err(Error::io("open", &path)(e)),
     };
     let mut text = String::new();
-    file.read_to_string(&mut text).map_err(Error::io("read", &path))?;
+    file.read_to_string(&mut text)
+        .map_err(Error::io("read", &path))?;
     let shown = match tail {
         Some(n) => tail_lines(&text, n),
         None => &text,
@@ -69,10 +74,12 @@ async fn follow_file(mut file: std::fs::File, path: &std::path::Path) -> Result<
         let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         if len < pos {
             pos = 0;
-            file.seek(SeekFrom::Start(0)).map_err(Error::io("read", path))?;
+            file.seek(SeekFrom::Start(0))
+                .map_err(Error::io("read", path))?;
         }
         buf.clear();
-        file.read_to_end(&mut buf).map_err(Error::io("read", path))?;
+        file.read_to_end(&mut buf)
+            .map_err(Error::io("read", path))?;
         if !buf.is_empty() {
             pos += buf.len() as u64;
             let mut out = std::io::stdout().lock();

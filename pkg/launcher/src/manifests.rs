@@ -66,7 +66,11 @@ mod tests {
     #[test]
     fn rejects_bad_documents() {
         let err = split("x.yaml", "apiVersion: v1\nkind: A\n---\nkind: B\n").unwrap_err();
-        assert!(err.to_string().contains("x.yaml document 1: missing apiVersion"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("x.yaml document 1: missing apiVersion"),
+            "{err}"
+        );
         assert!(split("x.yaml", "- a\n").is_err());
         assert!(split("x.yaml", "a: [\n").is_err());
     }
@@ -74,7 +78,10 @@ mod tests {
     #[test]
     fn embedded_manifests_all_parse() {
         let objs = bootstrap_objects().unwrap();
-        let docs: usize = files().iter().map(|(_, t)| t.matches("kind:").count().min(1)).sum();
+        let docs: usize = files()
+            .iter()
+            .map(|(_, t)| t.matches("kind:").count().min(1))
+            .sum();
         assert!(objs.len() >= docs);
         for (name, _) in files() {
             assert!(name.ends_with(".yaml"));

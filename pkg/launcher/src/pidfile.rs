@@ -22,7 +22,11 @@ impl PidFile {
     pub fn parse(text: &str) -> Option<Self> {
         let mut lines = text.lines();
         let pid: i32 = lines.next()?.trim().parse().ok().filter(|p| *p > 0)?;
-        let exe = lines.next().map(str::trim).filter(|l| !l.is_empty()).map(PathBuf::from);
+        let exe = lines
+            .next()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(PathBuf::from);
         Some(Self { pid, exe })
     }
 
@@ -87,7 +91,9 @@ impl Procfs {
             return false;
         };
         // "<pid> (<comm>) <state> ..."; comm may contain spaces and parens.
-        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next());
         !matches!(state, None | Some("Z") | Some("X"))
     }
 
@@ -110,7 +116,10 @@ impl Procfs {
         }
         let cmdline = self.cmdline(file.pid)?;
         let ours = cmdline.contains("rkube")
-            || file.exe.as_ref().is_some_and(|e| cmdline.contains(&*e.to_string_lossy()))
+            || file
+                .exe
+                .as_ref()
+                .is_some_and(|e| cmdline.contains(&*e.to_string_lossy()))
             || cmdline.contains(&*profile_dir.to_string_lossy());
         ours.then_some(file.pid)
     }
@@ -128,7 +137,11 @@ mod tests {
     fn fake_proc(root: &Path, pid: i32, state: &str, cmdline: &[&str]) {
         let dir = root.join(pid.to_string());
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("stat"), format!("{pid} (my (odd) comm) {state} 1 2 3")).unwrap();
+        std::fs::write(
+            dir.join("stat"),
+            format!("{pid} (my (odd) comm) {state} 1 2 3"),
+        )
+        .unwrap();
         let mut raw = cmdline.join("\0").into_bytes();
         raw.push(0);
         std::fs::write(dir.join("cmdline"), raw).unwrap();
@@ -168,10 +181,20 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let proc = Procfs::new(root.path());
         let profile = Path::new("/home/u/.rkube/profiles/dev");
-        fake_proc(root.path(), 10, "S", &["/usr/bin/rkube", "daemon", "--profile", "dev"]);
+        fake_proc(
+            root.path(),
+            10,
+            "S",
+            &["/usr/bin/rkube", "daemon", "--profile", "dev"],
+        );
         fake_proc(root.path(), 11, "Z", &["/usr/bin/rkube", "daemon"]);
         fake_proc(root.path(), 12, "R", &["/usr/bin/bash"]);
-        fake_proc(root.path(), 13, "S", &["/opt/crio", "--root", "/home/u/.rkube/profiles/dev/crio"]);
+        fake_proc(
+            root.path(),
+            13,
+            "S",
+            &["/opt/crio", "--root", "/home/u/.rkube/profiles/dev/crio"],
+        );
         fake_proc(root.path(), 14, "S", &["/opt/bin/renamed", "daemon"]);
         let pf = |pid, exe: Option<&str>| PidFile {
             pid,
@@ -179,9 +202,20 @@ mod tests {
         };
         assert_eq!(proc.live_process(&pf(10, None), profile), Some(10));
         assert_eq!(proc.live_process(&pf(11, None), profile), None, "zombie");
-        assert_eq!(proc.live_process(&pf(12, None), profile), None, "pid reused by bash");
-        assert_eq!(proc.live_process(&pf(13, None), profile), Some(13), "runtime in profile dir");
-        assert_eq!(proc.live_process(&pf(14, Some("/opt/bin/renamed")), profile), Some(14));
+        assert_eq!(
+            proc.live_process(&pf(12, None), profile),
+            None,
+            "pid reused by bash"
+        );
+        assert_eq!(
+            proc.live_process(&pf(13, None), profile),
+            Some(13),
+            "runtime in profile dir"
+        );
+        assert_eq!(
+            proc.live_process(&pf(14, Some("/opt/bin/renamed")), profile),
+            Some(14)
+        );
         assert_eq!(proc.live_process(&pf(99, None), profile), None, "gone");
     }
 

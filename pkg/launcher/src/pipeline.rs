@@ -202,12 +202,16 @@ async fn apiserver(ctx: &mut Context) -> Result<()> {
         sa_issuer: SA_ISSUER.to_string(),
     };
     let bootstrap = manifests::bootstrap_objects()?;
-    let running = rkube_apiserver::start(cfg, bootstrap).await.map_err(|e| match e {
-        rkube_apiserver::Error::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => {
-            Error::PortInUse { port }
-        }
-        e => Error::ApiServer(e),
-    })?;
+    let running = rkube_apiserver::start(cfg, bootstrap)
+        .await
+        .map_err(|e| match e {
+            rkube_apiserver::Error::Bind { source, .. }
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                Error::PortInUse { port }
+            }
+            e => Error::ApiServer(e),
+        })?;
     tracing::info!(addr = %running.local_addr, "api server listening");
     ctx.apiserver = Some(running);
     Ok(())
@@ -222,7 +226,10 @@ mod tests {
         assert_eq!(Step::ALL.first(), Some(&Step::Dirs));
         assert_eq!(Step::ALL.last(), Some(&Step::PidFile));
         assert!(Step::ALL.starts_with(Step::PREPARE));
-        let api = Step::ALL.iter().position(|s| *s == Step::ApiServer).unwrap();
+        let api = Step::ALL
+            .iter()
+            .position(|s| *s == Step::ApiServer)
+            .unwrap();
         let store = Step::ALL.iter().position(|s| *s == Step::Store).unwrap();
         assert!(store < api);
     }
@@ -240,6 +247,8 @@ mod tests {
         cfg.datastore = Datastore::Etcd;
         let mut ctx = Context::new(profile, cfg);
         let err = Step::Store.run(&mut ctx).await.unwrap_err();
-        assert!(err.to_string().contains("etcd datastore is not available yet"));
+        assert!(err
+            .to_string()
+            .contains("etcd datastore is not available yet"));
     }
 }

@@ -38,7 +38,10 @@ pub fn validate_name(name: &str) -> Result<()> {
     if name.len() > 63 {
         return fail("it is longer than 63 characters");
     }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return fail("it contains characters other than lowercase letters, digits and '-'");
     }
     if name.starts_with('-') || name.ends_with('-') {
@@ -85,7 +88,9 @@ impl FromStr for ContainerRuntime {
             "cri-o" | "crio" => Ok(ContainerRuntime::CriO),
             "containerd" => Ok(ContainerRuntime::Containerd),
             "docker" => Ok(ContainerRuntime::Docker),
-            other => Err(format!("unknown container runtime {other:?}; use cri-o, containerd or docker")),
+            other => Err(format!(
+                "unknown container runtime {other:?}; use cri-o, containerd or docker"
+            )),
         }
     }
 }
@@ -313,16 +318,19 @@ impl Profile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("read", &path)(e)),
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|source| Error::Config {
-            profile: self.name.clone(),
-            path,
-            source,
-        })
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| Error::Config {
+                profile: self.name.clone(),
+                path,
+                source,
+            })
     }
 
     /// The stored config, or an error naming how to create the profile.
     pub fn require_config(&self) -> Result<ProfileConfig> {
-        self.load_config()?.ok_or_else(|| Error::NoSuchProfile(self.name.clone()))
+        self.load_config()?
+            .ok_or_else(|| Error::NoSuchProfile(self.name.clone()))
     }
 
     /// Writes `config.json` atomically (temp file + rename).
@@ -365,7 +373,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        for bad in ["", "-a", "a-", "Dev", "a_b", "a.b", "a/b", "..", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Dev",
+            "a_b",
+            "a.b",
+            "a/b",
+            "..",
+            &"a".repeat(64),
+        ] {
             let err = validate_name(bad).expect_err(bad);
             assert!(err.to_string().contains("lowercase letters"), "{err}");
         }
@@ -373,7 +391,10 @@ mod tests {
 
     #[test]
     fn sanitizes_host_names() {
-        assert_eq!(sanitize_label("My_Host.local").as_deref(), Some("my-host-local"));
+        assert_eq!(
+            sanitize_label("My_Host.local").as_deref(),
+            Some("my-host-local")
+        );
         assert_eq!(sanitize_label("--"), None);
     }
 
@@ -411,8 +432,14 @@ mod tests {
 
     #[test]
     fn parses_runtime_and_datastore_names() {
-        assert_eq!("cri-o".parse::<ContainerRuntime>().unwrap(), ContainerRuntime::CriO);
-        assert_eq!("containerd".parse::<ContainerRuntime>().unwrap().as_str(), "containerd");
+        assert_eq!(
+            "cri-o".parse::<ContainerRuntime>().unwrap(),
+            ContainerRuntime::CriO
+        );
+        assert_eq!(
+            "containerd".parse::<ContainerRuntime>().unwrap().as_str(),
+            "containerd"
+        );
         assert!("rkt".parse::<ContainerRuntime>().is_err());
         assert_eq!("etcd".parse::<Datastore>().unwrap(), Datastore::Etcd);
         assert!("sqlite".parse::<Datastore>().is_err());

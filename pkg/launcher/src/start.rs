@@ -60,13 +60,18 @@ pub fn check_port(port: u16) -> Result<()> {
 pub async fn run(opts: StartOptions) -> Result<()> {
     let profile = Profile::new(&opts.profile)?;
     let mut console = Console;
-    console.info("😄", &format!("rkube v{VERSION} (profile \"{}\")", profile.name()));
+    console.info(
+        "😄",
+        &format!("rkube v{VERSION} (profile \"{}\")", profile.name()),
+    );
     let existing = profile.load_config()?;
     let config = resolve(existing.clone(), &opts.overrides)?;
 
     let procfs = Procfs::default();
     if let Some(pid) = procfs.running(&profile.pid_file(), profile.dir())? {
-        let port = existing.as_ref().map_or(config.apiserver_port, |c| c.apiserver_port);
+        let port = existing
+            .as_ref()
+            .map_or(config.apiserver_port, |c| c.apiserver_port);
         console.info(
             "👍",
             &format!(
@@ -76,7 +81,10 @@ pub async fn run(opts: StartOptions) -> Result<()> {
             ),
         );
         if existing.as_ref() != Some(&config) {
-            console.info("⚠️ ", "new settings were not applied; run `rkube stop` first, then start again");
+            console.info(
+                "⚠️ ",
+                "new settings were not applied; run `rkube stop` first, then start again",
+            );
         }
         return Ok(());
     }
@@ -106,7 +114,10 @@ pub async fn run(opts: StartOptions) -> Result<()> {
     );
     console.info(
         "🏄",
-        &format!("Done! kubectl is now configured to use \"{}\"", profile.name()),
+        &format!(
+            "Done! kubectl is now configured to use \"{}\"",
+            profile.name()
+        ),
     );
     Ok(())
 }
@@ -206,8 +217,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.apiserver_port, 9443, "kept");
-        assert_eq!(cfg.container_runtime, ContainerRuntime::Docker, "overridden");
-        assert_eq!(resolve(Some(stored.clone()), &Overrides::default()).unwrap(), stored);
+        assert_eq!(
+            cfg.container_runtime,
+            ContainerRuntime::Docker,
+            "overridden"
+        );
+        assert_eq!(
+            resolve(Some(stored.clone()), &Overrides::default()).unwrap(),
+            stored
+        );
     }
 
     #[test]
@@ -221,7 +239,10 @@ mod tests {
             node_name: Some("Bad_Name".into()),
             ..Default::default()
         };
-        assert!(resolve(None, &bad).unwrap_err().to_string().contains("--node-name"));
+        assert!(resolve(None, &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("--node-name"));
     }
 
     #[test]
@@ -229,7 +250,10 @@ mod tests {
         let l = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
         let port = l.local_addr().unwrap().port();
         let err = check_port(port).unwrap_err().to_string();
-        assert!(err.contains("--apiserver-port") && err.contains(&port.to_string()), "{err}");
+        assert!(
+            err.contains("--apiserver-port") && err.contains(&port.to_string()),
+            "{err}"
+        );
         drop(l);
         check_port(port).unwrap();
     }

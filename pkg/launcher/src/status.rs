@@ -84,7 +84,11 @@ pub async fn probe(profile: &Profile, procfs: &Procfs, kubeconfig: &Path) -> Res
     };
     let url = server_url(config.apiserver_port);
     status.pid = procfs.running(&profile.pid_file(), profile.dir())?;
-    status.host = if status.pid.is_some() { "Running" } else { "Stopped" };
+    status.host = if status.pid.is_some() {
+        "Running"
+    } else {
+        "Stopped"
+    };
     if status.pid.is_some() {
         if let Ok(prober) = Prober::new(profile, config.apiserver_port, Duration::from_secs(2)) {
             if prober.ready().await {
@@ -109,13 +113,19 @@ pub fn kubeconfig_state(path: &Path, name: &str, url: &str) -> &'static str {
     let find = |list: &str| {
         doc.get(list)
             .and_then(|l| l.as_sequence())
-            .and_then(|seq| seq.iter().find(|e| e.get("name").and_then(|n| n.as_str()) == Some(name)))
+            .and_then(|seq| {
+                seq.iter()
+                    .find(|e| e.get("name").and_then(|n| n.as_str()) == Some(name))
+            })
             .cloned()
     };
     let (Some(cluster), Some(_context)) = (find("clusters"), find("contexts")) else {
         return "Unconfigured";
     };
-    let server = cluster.get("cluster").and_then(|c| c.get("server")).and_then(|s| s.as_str());
+    let server = cluster
+        .get("cluster")
+        .and_then(|c| c.get("server"))
+        .and_then(|s| s.as_str());
     if server == Some(url) {
         "Configured"
     } else {
@@ -126,13 +136,24 @@ pub fn kubeconfig_state(path: &Path, name: &str, url: &str) -> &'static str {
 /// Runs `rkube status`; returns the exit code.
 pub async fn run(profile_name: &str, json: bool) -> Result<i32> {
     let profile = Profile::new(profile_name)?;
-    let status = probe(&profile, &Procfs::default(), &rkube_pki::kubeconfig::default_path()).await?;
+    let status = probe(
+        &profile,
+        &Procfs::default(),
+        &rkube_pki::kubeconfig::default_path(),
+    )
+    .await?;
     if json {
-        println!("{}", serde_json::to_string(&status).expect("status serializes"));
+        println!(
+            "{}",
+            serde_json::to_string(&status).expect("status serializes")
+        );
     } else {
         print!("{}", status.render());
         if status.host == "Nonexistent" {
-            println!("\n🤷  Profile \"{0}\" does not exist; create it with `rkube start --profile {0}`", status.name);
+            println!(
+                "\n🤷  Profile \"{0}\" does not exist; create it with `rkube start --profile {0}`",
+                status.name
+            );
         }
     }
     Ok(status.exit_code())
@@ -154,7 +175,10 @@ mod tests {
         std::fs::write(&path, &cfg).unwrap();
         assert_eq!(kubeconfig_state(&path, "dev", url), "Configured");
         assert_eq!(kubeconfig_state(&path, "other", url), "Unconfigured");
-        assert_eq!(kubeconfig_state(&path, "dev", "https://127.0.0.1:9"), "Misconfigured");
+        assert_eq!(
+            kubeconfig_state(&path, "dev", "https://127.0.0.1:9"),
+            "Misconfigured"
+        );
         std::fs::write(&path, "a: [").unwrap();
         assert_eq!(kubeconfig_state(&path, "dev", url), "Misconfigured");
     }
@@ -167,9 +191,14 @@ mod tests {
         let st = probe(&profile, &Procfs::default(), &kc).await.unwrap();
         assert_eq!(st.host, "Nonexistent");
         assert_eq!(st.exit_code(), 7);
-        profile.save_config(&crate::profile::ProfileConfig::new_default()).unwrap();
+        profile
+            .save_config(&crate::profile::ProfileConfig::new_default())
+            .unwrap();
         let st = probe(&profile, &Procfs::default(), &kc).await.unwrap();
-        assert_eq!((st.host, st.apiserver, st.pid), ("Stopped", "Stopped", None));
+        assert_eq!(
+            (st.host, st.apiserver, st.pid),
+            ("Stopped", "Stopped", None)
+        );
         let json = serde_json::to_value(&st).unwrap();
         assert_eq!(json["Host"], "Stopped");
         assert_eq!(json["APIServer"], "Stopped");

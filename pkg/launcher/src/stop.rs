@@ -117,9 +117,17 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
-        PidFile { pid, exe: None }.write(&profile.pid_file()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        eprintln!("cmdline={:?} alive={} dir={:?}", Procfs::default().cmdline(pid), Procfs::default().is_alive(pid), profile.dir());
+        PidFile { pid, exe: None }
+            .write(&profile.pid_file())
+            .unwrap();
+        // spawn() can return before exec has replaced the command line.
+        while Procfs::default()
+            .cmdline(pid)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let reaper = std::thread::spawn(move || child.wait().unwrap());
         let stopped = stop(&profile, &Procfs::default(), GRACE).unwrap();
         assert_eq!(stopped, vec![pid]);

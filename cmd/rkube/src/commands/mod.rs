@@ -1,5 +1,6 @@
 //! One module per verb; each parses its flags and calls the launcher.
 
+pub mod bench;
 pub mod daemon;
 pub mod delete;
 pub mod logs;

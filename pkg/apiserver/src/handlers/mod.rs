@@ -211,6 +211,14 @@ async fn non_resource(state: &AppState, req: Request, info: &RequestInfo) -> Api
             return ok(discovery::api_group_list(&registry.resources));
         }
         "/openapi/v2" => {
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if accept.contains("protobuf") && !accept.contains("json") && !accept.contains("*/*") {
+                return Err(ApiError::not_acceptable(accept));
+            }
             let doc = state.openapi.read().unwrap_or_else(|e| e.into_inner()).v2();
             let mut r = (StatusCode::OK, doc.as_ref().clone()).into_response();
             r.headers_mut()
