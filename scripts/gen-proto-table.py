@@ -8,11 +8,11 @@ types (`protobuf:"..."` and `json:"..."` struct tags) of the matching
 Kubernetes staging repositories, read straight from git (read-only).
 
 Usage:
-  scripts/gen-proto-table.py [--k8s-pb DIR] [--go-rev v0.34.10] \
+  scripts/gen-proto-table.py [--k8s-pb DIR] [--go-rev v0.35.0] \
       [--go-git api=/work/.mirror/kubernetes+api/repo ...] [--out FILE]
 
 Defaults: k8s-pb 0.9.0 from ~/.cargo/registry, the four Kubernetes mirrors
-under /work/.mirror, tag v0.34.10 (Kubernetes 1.34, what k8s-pb 0.9 was
+under /work/.mirror, tag v0.35.0 (Kubernetes 1.35, what k8s-pb 0.9 was
 generated from). Fields without Go information fall back to lowerCamelCase.
 """
 
@@ -161,7 +161,7 @@ def inner_type(rust_type):
         "::prost::alloc::boxed::Box<",
     ):
         if t.startswith(wrapper):
-            t = t[len(wrapper):-1]
+            t = t[len(wrapper):-1].rstrip(",")
     return t
 
 
@@ -183,8 +183,10 @@ def parse_k8s_pb(src_dir):
         i, msg, fields = 0, None, []
         while i < len(lines):
             line = lines[i]
-            m = re.match(r"^pub struct (\w+) \{", line)
-            if m:
+            m = re.match(r"^pub struct (\w+) \{(\})?", line)
+            if m and m.group(2):
+                yield module, m.group(1), []
+            elif m:
                 msg, fields = m.group(1), []
             elif msg is not None and line.startswith("}"):
                 yield module, msg, fields
@@ -232,7 +234,7 @@ def lower_camel(snake):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--k8s-pb", default=None, help="k8s-pb src directory")
-    ap.add_argument("--go-rev", default="v0.34.10")
+    ap.add_argument("--go-rev", default="v0.35.0")
     ap.add_argument("--go-git", action="append", default=[], metavar="REPO=GITDIR")
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument(

@@ -3,14 +3,14 @@
 //! and field selectors, Table output, defaulting and validation, OpenAPI
 //! schemas. No I/O here; the API server composes these.
 
-pub mod resource;
+pub mod crd;
+pub mod discovery;
+pub mod openapi;
 pub mod patch;
+pub mod resource;
 pub mod selector;
 pub mod table;
 pub mod validation;
-pub mod openapi;
-pub mod discovery;
-pub mod crd;
 
 pub use resource::ResourceInfo;
 

@@ -63,7 +63,11 @@ impl ResourceInfo {
     /// Storage key prefix of the resource (all namespaces), ends with '/'.
     /// Versions of one group share storage, as in Kubernetes.
     pub fn key_prefix(&self) -> String {
-        let g = if self.group.is_empty() { "core" } else { &self.group };
+        let g = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
         format!("/registry/{g}/{}/", self.plural)
     }
 
@@ -122,7 +126,9 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
     let a = ALL_VERBS;
     let create_only: &[&str] = &["create"];
-    let no_collection: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+    let no_collection: &[&str] = &[
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ];
     vec![
         info::<core::Namespace>(&["ns"], &[], &["status", "finalize"], no_collection),
         info::<core::Pod>(
@@ -176,7 +182,12 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
         info::<storage::VolumeAttachment>(&[], &[], &["status"], a),
         info::<sched::PriorityClass>(&["pc"], &[], &[], a),
         info::<policy::PodDisruptionBudget>(&["pdb"], &[], &["status"], a),
-        info::<apiext::CustomResourceDefinition>(&["crd", "crds"], &["api-extensions"], &["status"], a),
+        info::<apiext::CustomResourceDefinition>(
+            &["crd", "crds"],
+            &["api-extensions"],
+            &["status"],
+            a,
+        ),
         // Virtual, create-only review resources.
         review::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>(),
         review::<k8s_openapi::api::authorization::v1::SubjectAccessReview>(),
@@ -203,8 +214,14 @@ pub fn find<'a>(
 }
 
 /// Finds a resource by group and kind (any version).
-pub fn find_kind<'a>(resources: &'a [ResourceInfo], group: &str, kind: &str) -> Option<&'a ResourceInfo> {
-    resources.iter().find(|r| r.group == group && r.kind == kind)
+pub fn find_kind<'a>(
+    resources: &'a [ResourceInfo],
+    group: &str,
+    kind: &str,
+) -> Option<&'a ResourceInfo> {
+    resources
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
 }
 
 #[cfg(test)]
@@ -216,7 +233,10 @@ mod tests {
         let all = builtin_resources();
         let pods = find(&all, "", "v1", "pods").unwrap();
         assert!(pods.namespaced);
-        assert_eq!(pods.key(Some("default"), "a"), "/registry/core/pods/default/a");
+        assert_eq!(
+            pods.key(Some("default"), "a"),
+            "/registry/core/pods/default/a"
+        );
         let nodes = find(&all, "", "v1", "nodes").unwrap();
         assert!(!nodes.namespaced);
         assert_eq!(nodes.key(None, "n1"), "/registry/core/nodes/n1");

@@ -27,10 +27,16 @@ pub async fn put_if_missing(state: &AppState, key: &str, mut obj: Value) -> ApiR
     }
     {
         let m = objects::meta_mut(&mut obj);
-        m.entry("uid").or_insert_with(|| json!(uuid::Uuid::new_v4().to_string()));
-        m.entry("creationTimestamp").or_insert_with(|| json!(objects::now()));
+        m.entry("uid")
+            .or_insert_with(|| json!(uuid::Uuid::new_v4().to_string()));
+        m.entry("creationTimestamp")
+            .or_insert_with(|| json!(objects::now()));
     }
-    match state.store.create(key, serde_json::to_vec(&obj).unwrap_or_default()).await {
+    match state
+        .store
+        .create(key, serde_json::to_vec(&obj).unwrap_or_default())
+        .await
+    {
         Ok(_) | Err(rkube_store::Error::AlreadyExists(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
@@ -38,22 +44,37 @@ pub async fn put_if_missing(state: &AppState, key: &str, mut obj: Value) -> ApiR
 
 /// Allocates spec.clusterIP (and node ports) of a new Service.
 pub async fn allocate_service(ctx: &Ctx, svc: &mut Value) -> ApiResult<()> {
-    let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let ty = svc
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     if ty == "ExternalName" {
         return Ok(());
     }
     let _guard = ALLOC.lock().await;
-    let list = ctx.state.store.list("/registry/core/services/", None, 0).await?;
+    let list = ctx
+        .state
+        .store
+        .list("/registry/core/services/", None, 0)
+        .await?;
     let mut used_ips = BTreeSet::new();
     let mut used_ports = BTreeSet::new();
     for kv in &list.items {
-        let Ok(v) = serde_json::from_slice::<Value>(&kv.value) else { continue };
+        let Ok(v) = serde_json::from_slice::<Value>(&kv.value) else {
+            continue;
+        };
         if let Some(ip) = v.pointer("/spec/clusterIP").and_then(Value::as_str) {
             if let Ok(ip) = ip.parse::<Ipv4Addr>() {
                 used_ips.insert(u32::from(ip));
             }
         }
-        for p in v.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+        for p in v
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(n) = p.get("nodePort").and_then(Value::as_i64) {
                 used_ports.insert(n);
             }
@@ -63,14 +84,28 @@ pub async fn allocate_service(ctx: &Ctx, svc: &mut Value) -> ApiResult<()> {
         Some("None") => {}
         Some(ip) if !ip.is_empty() => {
             let parsed: Ipv4Addr = ip.parse().map_err(|_| {
-                ApiError::invalid(&ctx.res, objects::name(svc), &[cause("spec.clusterIP", &format!("Invalid value: \"{ip}\": must be a valid IP address"))])
+                ApiError::invalid(
+                    &ctx.res,
+                    objects::name(svc),
+                    &[cause(
+                        "spec.clusterIP",
+                        &format!("Invalid value: \"{ip}\": must be a valid IP address"),
+                    )],
+                )
             })?;
             let n = u32::from(parsed);
             if !(SERVICE_BASE..SERVICE_BASE + SERVICE_SIZE).contains(&n) {
                 return Err(ApiError::invalid(&ctx.res, objects::name(svc), &[cause("spec.clusterIP", &format!("Invalid value: \"{ip}\": provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12"))]));
             }
             if used_ips.contains(&n) {
-                return Err(ApiError::invalid(&ctx.res, objects::name(svc), &[cause("spec.clusterIP", &format!("Invalid value: \"{ip}\": provided IP is already allocated"))]));
+                return Err(ApiError::invalid(
+                    &ctx.res,
+                    objects::name(svc),
+                    &[cause(
+                        "spec.clusterIP",
+                        &format!("Invalid value: \"{ip}\": provided IP is already allocated"),
+                    )],
+                ));
             }
             svc["spec"]["clusterIPs"] = json!([ip]);
         }
@@ -174,8 +209,14 @@ pub async fn after_update(ctx: &Ctx, obj: &Value) {
 pub async fn after_delete(ctx: &Ctx, obj: &Value) {
     sync_rbac(ctx, obj).await;
     if ctx.res.group == "apiextensions.k8s.io" && ctx.res.kind == "CustomResourceDefinition" {
-        let group = obj.pointer("/spec/group").and_then(Value::as_str).unwrap_or("");
-        let plural = obj.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or("");
+        let group = obj
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let plural = obj
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !group.is_empty() && !plural.is_empty() {
             let prefix = format!("/registry/{group}/{plural}/");
             if let Ok(list) = ctx.state.store.list(&prefix, None, 0).await {
@@ -192,14 +233,23 @@ pub async fn after_delete(ctx: &Ctx, obj: &Value) {
 pub async fn establish_crd(state: &AppState, name: &str) {
     let key = format!("/registry/apiextensions.k8s.io/customresourcedefinitions/{name}");
     for _ in 0..8 {
-        let Ok(Some(kv)) = state.store.get(&key).await else { return };
-        let Ok(mut crd) = serde_json::from_slice::<Value>(&kv.value) else { return };
+        let Ok(Some(kv)) = state.store.get(&key).await else {
+            return;
+        };
+        let Ok(mut crd) = serde_json::from_slice::<Value>(&kv.value) else {
+            return;
+        };
         let now = objects::now();
         let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
         let versions: Vec<Value> = crd
             .pointer("/spec/versions")
             .and_then(Value::as_array)
-            .map(|vs| vs.iter().filter(|v| v["storage"] == true).filter_map(|v| v.get("name").cloned()).collect())
+            .map(|vs| {
+                vs.iter()
+                    .filter(|v| v["storage"] == true)
+                    .filter_map(|v| v.get("name").cloned())
+                    .collect()
+            })
             .unwrap_or_default();
         let status = json!({
             "acceptedNames": names,
@@ -209,13 +259,24 @@ pub async fn establish_crd(state: &AppState, name: &str) {
                 {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
             ],
         });
-        if crd.get("status").map(|s| s.get("acceptedNames") == status.get("acceptedNames")).unwrap_or(false)
+        if crd
+            .get("status")
+            .map(|s| s.get("acceptedNames") == status.get("acceptedNames"))
+            .unwrap_or(false)
             && crd.pointer("/status/conditions").is_some()
         {
             break;
         }
         crd["status"] = status;
-        match state.store.update(&key, serde_json::to_vec(&crd).unwrap_or_default(), Some(kv.mod_revision)).await {
+        match state
+            .store
+            .update(
+                &key,
+                serde_json::to_vec(&crd).unwrap_or_default(),
+                Some(kv.mod_revision),
+            )
+            .await
+        {
             Ok(_) => break,
             Err(rkube_store::Error::Conflict { .. }) => continue,
             Err(e) => {
@@ -231,7 +292,11 @@ pub async fn establish_crd(state: &AppState, name: &str) {
 pub async fn reload_crds(state: &AppState) {
     let Ok(list) = state
         .store
-        .list("/registry/apiextensions.k8s.io/customresourcedefinitions/", None, 0)
+        .list(
+            "/registry/apiextensions.k8s.io/customresourcedefinitions/",
+            None,
+            0,
+        )
         .await
     else {
         return;

@@ -29,6 +29,10 @@ pub struct Config {
     pub git_version: String,
     /// Issuer of ServiceAccount tokens.
     pub sa_issuer: String,
+    /// Client certificate (PEM) the API server presents to node agents.
+    pub kubelet_client_cert_pem: Vec<u8>,
+    /// Its private key (PEM).
+    pub kubelet_client_key_pem: Vec<u8>,
 }
 
 /// Errors that stop the API server from starting or serving.
@@ -92,7 +96,11 @@ use serde_json::{json, Value};
 /// the bootstrap objects exist, so `/readyz` answers right away.
 pub async fn start(cfg: Config, bootstrap: Vec<Value>) -> Result<Running> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = server::tls_config(&cfg.serving_cert_pem, &cfg.serving_key_pem, &cfg.client_ca_pem)?;
+    let tls = server::tls_config(
+        &cfg.serving_cert_pem,
+        &cfg.serving_key_pem,
+        &cfg.client_ca_pem,
+    )?;
     let listener = tokio::net::TcpListener::bind(cfg.bind)
         .await
         .map_err(|source| Error::Bind {
@@ -121,7 +129,16 @@ pub async fn start(cfg: Config, bootstrap: Vec<Value>) -> Result<Running> {
     } else {
         cfg.bind.ip()
     };
+    let kubelet_client = server::kubelet_client_tls(
+        &cfg.client_ca_pem,
+        &cfg.kubelet_client_cert_pem,
+        &cfg.kubelet_client_key_pem,
+    )
+    .map(Arc::new)
+    .map_err(|e| tracing::warn!("no node agent client certificate: {e}"))
+    .ok();
     let state = Arc::new(state::AppState {
+        kubelet_client,
         store: store.clone(),
         registry: std::sync::RwLock::new(registry),
         openapi: std::sync::RwLock::new(openapi),
@@ -166,8 +183,16 @@ async fn bootstrap_objects(
     let mut objs = objects_in;
     objs.sort_by_key(|o| o.get("kind").and_then(Value::as_str) != Some("Namespace"));
     for mut obj in objs {
-        let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
-        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+        let av = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let (group, _version) = av.rsplit_once('/').unwrap_or(("", av.as_str()));
         let info = rkube_apimachinery::resource::find_kind(&registry.resources, group, &kind)
             .ok_or_else(|| Error::Bootstrap(format!("unknown kind {av}/{kind}")))?
@@ -187,7 +212,10 @@ async fn bootstrap_objects(
             m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             m.insert("creationTimestamp".into(), json!(objects::now()));
         }
-        match store.create(&key, serde_json::to_vec(&obj).unwrap_or_default()).await {
+        match store
+            .create(&key, serde_json::to_vec(&obj).unwrap_or_default())
+            .await
+        {
             Ok(_) | Err(rkube_store::Error::AlreadyExists(_)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -218,7 +246,10 @@ async fn kubernetes_service(state: &state::AppState) -> Result<()> {
     let key = "/registry/core/endpoints/default/kubernetes";
     match state.store.get(key).await? {
         None => {
-            let _ = state.store.create(key, serde_json::to_vec(&ep).unwrap_or_default()).await;
+            let _ = state
+                .store
+                .create(key, serde_json::to_vec(&ep).unwrap_or_default())
+                .await;
         }
         Some(kv) => {
             let old: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
@@ -227,7 +258,11 @@ async fn kubernetes_service(state: &state::AppState) -> Result<()> {
                 new["subsets"] = ep["subsets"].clone();
                 let _ = state
                     .store
-                    .update(key, serde_json::to_vec(&new).unwrap_or_default(), Some(kv.mod_revision))
+                    .update(
+                        key,
+                        serde_json::to_vec(&new).unwrap_or_default(),
+                        Some(kv.mod_revision),
+                    )
                     .await;
             }
         }

@@ -146,7 +146,10 @@ pub fn classify(method: &str, path: &str, query: Option<&str>) -> RequestInfo {
         info.namespace = None;
     }
     let is_watch = watch_prefix
-        || matches!(info.query.get("watch").map(String::as_str), Some("true") | Some("1"));
+        || matches!(
+            info.query.get("watch").map(String::as_str),
+            Some("true") | Some("1")
+        );
     info.verb = match method {
         "GET" | "HEAD" => {
             if is_watch {
@@ -201,7 +204,11 @@ pub fn negotiate(accept: Option<&str>) -> Option<Representation> {
             .collect();
         if !matches!(
             mime.as_str(),
-            "application/json" | "*/*" | "application/*" | "application/yaml" | "application/json-seq"
+            "application/json"
+                | "*/*"
+                | "application/*"
+                | "application/yaml"
+                | "application/json-seq"
         ) {
             continue;
         }
@@ -234,7 +241,11 @@ mod tests {
         assert_eq!(i.name.as_deref(), Some("p1"));
         assert_eq!(i.subresource, "log");
 
-        let i = classify("GET", "/apis/apps/v1/deployments", Some("watch=true&labelSelector=a%3Db"));
+        let i = classify(
+            "GET",
+            "/apis/apps/v1/deployments",
+            Some("watch=true&labelSelector=a%3Db"),
+        );
         assert_eq!(i.verb, "watch");
         assert_eq!(i.group, "apps");
         assert_eq!(i.query["labelSelector"], "a=b");
@@ -267,7 +278,9 @@ mod tests {
     fn negotiates() {
         assert_eq!(negotiate(None), Some(Representation::Json));
         assert_eq!(
-            negotiate(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json")),
+            negotiate(Some(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+            )),
             Some(Representation::Table)
         );
         assert_eq!(

@@ -74,11 +74,16 @@ pub struct AppState {
     pub ca_pem: String,
     /// Address clients reach the server at (for discovery and the kubernetes Service).
     pub advertise: std::net::SocketAddr,
+    /// TLS client configuration for reaching node agents (cluster CA + apiserver-kubelet-client cert).
+    pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl AppState {
     /// Snapshot of the registry.
     pub fn registry(&self) -> Registry {
-        self.registry.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

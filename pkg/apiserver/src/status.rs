@@ -53,7 +53,11 @@ impl ApiError {
     pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
         Self {
             details: Some(details(info, name)),
-            ..Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(info)))
+            ..Self::new(
+                404,
+                "NotFound",
+                format!("{} \"{name}\" not found", qualified(info)),
+            )
         }
     }
 
@@ -223,9 +227,9 @@ impl std::fmt::Display for ApiError {
 impl From<rkube_store::Error> for ApiError {
     fn from(e: rkube_store::Error) -> Self {
         match e {
-            rkube_store::Error::Compacted { requested, oldest } => Self::gone(format!(
-                "too old resource version: {requested} ({oldest})"
-            )),
+            rkube_store::Error::Compacted { requested, oldest } => {
+                Self::gone(format!("too old resource version: {requested} ({oldest})"))
+            }
             other => Self::internal(other),
         }
     }

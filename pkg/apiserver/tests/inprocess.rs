@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
@@ -19,7 +21,10 @@ struct Server {
 
 async fn start() -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
-    let (pki, _) = rkube_pki::Pki::ensure(&dir.path().join("pki"), &rkube_pki::PkiOptions::new("node1"))?;
+    let (pki, _) = rkube_pki::Pki::ensure(
+        &dir.path().join("pki"),
+        &rkube_pki::PkiOptions::new("node1"),
+    )?;
     let store: Arc<dyn rkube_store::Store> = Arc::new(rkube_store::memory::MemoryStore::new());
     let cfg = rkube_apiserver::Config {
         bind: "127.0.0.1:0".parse()?,
@@ -31,10 +36,14 @@ async fn start() -> anyhow::Result<Server> {
         store,
         git_version: "v1.33.0-rkube.test".into(),
         sa_issuer: "https://kubernetes.default.svc.cluster.local".into(),
+        kubelet_client_cert_pem: rkube_pki::load_pem(&pki.apiserver_kubelet_client_cert_path())?,
+        kubelet_client_key_pem: rkube_pki::load_pem(&pki.apiserver_kubelet_client_key_path())?,
     };
     let mut bootstrap = Vec::new();
     for f in ["namespaces.yaml", "rbac.yaml", "priorityclasses.yaml"] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests").join(f);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../manifests")
+            .join(f);
         let text = std::fs::read_to_string(&path)?;
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let v: serde_json::Value = serde::Deserialize::deserialize(doc)?;
@@ -66,7 +75,10 @@ impl Drop for Server {
 }
 
 fn cm(name: &str) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "x"}}, "data": {"k": "v"}})).unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"app": "x"}}, "data": {"k": "v"}}),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -78,7 +90,10 @@ async fn crud_conflict_and_not_found() -> anyhow::Result<()> {
     assert!(created.metadata.creation_timestamp.is_some());
     let rv = created.metadata.resource_version.clone().unwrap();
     // Second create → 409 AlreadyExists.
-    let err = api.create(&PostParams::default(), &cm("a")).await.unwrap_err();
+    let err = api
+        .create(&PostParams::default(), &cm("a"))
+        .await
+        .unwrap_err();
     match err {
         kube::Error::Api(e) => {
             assert_eq!(e.code, 409);
@@ -90,10 +105,17 @@ async fn crud_conflict_and_not_found() -> anyhow::Result<()> {
     let mut obj = api.get("a").await?;
     obj.data.as_mut().unwrap().insert("k".into(), "v2".into());
     let updated = api.replace("a", &PostParams::default(), &obj).await?;
-    assert_ne!(updated.metadata.resource_version.as_deref(), Some(rv.as_str()));
+    assert_ne!(
+        updated.metadata.resource_version.as_deref(),
+        Some(rv.as_str())
+    );
     let mut stale = created.clone();
     stale.data.as_mut().unwrap().insert("k".into(), "v3".into());
-    match api.replace("a", &PostParams::default(), &stale).await.unwrap_err() {
+    match api
+        .replace("a", &PostParams::default(), &stale)
+        .await
+        .unwrap_err()
+    {
         kube::Error::Api(e) => {
             assert_eq!(e.code, 409);
             assert_eq!(e.reason, "Conflict");
@@ -109,7 +131,11 @@ async fn crud_conflict_and_not_found() -> anyhow::Result<()> {
         other => panic!("unexpected {other:?}"),
     }
     // Invalid name → 422.
-    match api.create(&PostParams::default(), &cm("Bad_Name")).await.unwrap_err() {
+    match api
+        .create(&PostParams::default(), &cm("Bad_Name"))
+        .await
+        .unwrap_err()
+    {
         kube::Error::Api(e) => {
             assert_eq!(e.code, 422);
             assert_eq!(e.reason, "Invalid");
@@ -129,7 +155,11 @@ async fn list_pagination_and_selectors() -> anyhow::Result<()> {
     for i in 0..25 {
         let mut c = cm(&format!("c{i:02}"));
         if i % 2 == 0 {
-            c.metadata.labels.as_mut().unwrap().insert("even".into(), "yes".into());
+            c.metadata
+                .labels
+                .as_mut()
+                .unwrap()
+                .insert("even".into(), "yes".into());
         }
         api.create(&PostParams::default(), &c).await?;
     }
@@ -153,12 +183,20 @@ async fn list_pagination_and_selectors() -> anyhow::Result<()> {
     assert_eq!(names.len(), 25);
     let even = api.list(&ListParams::default().labels("even=yes")).await?;
     assert_eq!(even.items.len(), 13);
-    let not_even = api.list(&ListParams::default().labels("app=x,!even")).await?;
+    let not_even = api
+        .list(&ListParams::default().labels("app=x,!even"))
+        .await?;
     assert_eq!(not_even.items.len(), 12);
-    let by_name = api.list(&ListParams::default().fields("metadata.name=c03")).await?;
+    let by_name = api
+        .list(&ListParams::default().fields("metadata.name=c03"))
+        .await?;
     assert_eq!(by_name.items.len(), 1);
     // Invalid selector → 400.
-    match api.list(&ListParams::default().labels("a in (")).await.unwrap_err() {
+    match api
+        .list(&ListParams::default().labels("a in ("))
+        .await
+        .unwrap_err()
+    {
         kube::Error::Api(e) => assert_eq!(e.code, 400),
         other => panic!("unexpected {other:?}"),
     }
@@ -170,10 +208,20 @@ async fn watch_sees_changes() -> anyhow::Result<()> {
     use futures::StreamExt;
     let s = start().await?;
     let api: Api<ConfigMap> = Api::namespaced(s.client.clone(), "default");
-    let rv = api.list(&ListParams::default()).await?.metadata.resource_version.unwrap();
+    let rv = api
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap();
     let mut stream = api.watch(&WatchParams::default(), &rv).await?.boxed();
     api.create(&PostParams::default(), &cm("w")).await?;
-    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "v2"}}))).await?;
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "v2"}})),
+    )
+    .await?;
     api.delete("w", &DeleteParams::default()).await?;
     let mut kinds = Vec::new();
     while kinds.len() < 3 {
@@ -203,7 +251,11 @@ async fn deployments_patch_apply_and_scale() -> anyhow::Result<()> {
     }))?;
     let pp = PatchParams::apply("test-manager");
     let created = api.patch("web", &pp, &Patch::Apply(&d)).await?;
-    assert_eq!(created.spec.as_ref().unwrap().replicas, Some(1), "defaulted replicas");
+    assert_eq!(
+        created.spec.as_ref().unwrap().replicas,
+        Some(1),
+        "defaulted replicas"
+    );
     assert_eq!(created.metadata.generation, Some(1));
     // Strategic merge adds a container by name.
     let patched = api
@@ -213,12 +265,28 @@ async fn deployments_patch_apply_and_scale() -> anyhow::Result<()> {
             &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "side", "image": "busybox"}]}}}})),
         )
         .await?;
-    assert_eq!(patched.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers.len(), 2);
+    assert_eq!(
+        patched
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .len(),
+        2
+    );
     assert_eq!(patched.metadata.generation, Some(2));
     let scale = api.get_scale("web").await?;
     assert_eq!(scale.spec.unwrap().replicas, Some(1));
-    api.patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}})))
-        .await?;
+    api.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await?;
     assert_eq!(api.get("web").await?.spec.unwrap().replicas, Some(3));
     Ok(())
 }
@@ -228,7 +296,10 @@ async fn namespaces_get_defaults_and_anonymous_is_rejected() -> anyhow::Result<(
     let s = start().await?;
     let nsapi: Api<Namespace> = Api::all(s.client.clone());
     nsapi
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "team-a"}}))?)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "team-a"}}))?,
+        )
         .await?;
     let cms: Api<ConfigMap> = Api::namespaced(s.client.clone(), "team-a");
     assert!(cms.get_opt("kube-root-ca.crt").await?.is_some());

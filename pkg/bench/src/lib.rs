@@ -85,7 +85,8 @@ impl Profile {
     }
 
     async fn client(&self) -> Result<kube::Client> {
-        let kc = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| Error::Config(e.to_string()))?;
+        let kc =
+            Kubeconfig::read_from(&self.kubeconfig).map_err(|e| Error::Config(e.to_string()))?;
         let opts = KubeConfigOptions {
             context: Some("bench".into()),
             ..Default::default()
@@ -209,7 +210,10 @@ pub async fn run_api(opts: ApiBenchOptions) -> Result<Vec<String>> {
         port: opts.port,
     };
     let cold = profile.start()?;
-    out(format!("start to ready (cold, with PKI): {:>8.1} ms", cold.as_secs_f64() * 1e3));
+    out(format!(
+        "start to ready (cold, with PKI): {:>8.1} ms",
+        cold.as_secs_f64() * 1e3
+    ));
     profile.cmd(&["stop"])?;
     let mut warm = Vec::new();
     for _ in 0..5 {
@@ -236,14 +240,19 @@ pub async fn run_api(opts: ApiBenchOptions) -> Result<Vec<String>> {
     for clients in [1usize, 64] {
         let a = api.clone();
         let tag = format!("c{clients}");
-        let s = run_concurrent(&format!("CREATE ({clients} clients)"), clients, n, move |i| {
-            let a = a.clone();
-            let name = format!("bench-{tag}-{i}");
-            async move {
-                a.create(&PostParams::default(), &cm(&name, i)).await?;
-                Ok(())
-            }
-        })
+        let s = run_concurrent(
+            &format!("CREATE ({clients} clients)"),
+            clients,
+            n,
+            move |i| {
+                let a = a.clone();
+                let name = format!("bench-{tag}-{i}");
+                async move {
+                    a.create(&PostParams::default(), &cm(&name, i)).await?;
+                    Ok(())
+                }
+            },
+        )
         .await?;
         out(s.to_string());
         let a = api.clone();
@@ -260,16 +269,23 @@ pub async fn run_api(opts: ApiBenchOptions) -> Result<Vec<String>> {
         out(s.to_string());
         let a = api.clone();
         let tag = format!("c{clients}");
-        let s = run_concurrent(&format!("UPDATE ({clients} clients)"), clients, n, move |i| {
-            let a = a.clone();
-            let name = format!("bench-{tag}-{i}");
-            async move {
-                let mut obj = a.get(&name).await?;
-                obj.data.get_or_insert_with(Default::default).insert("u".into(), "1".into());
-                a.replace(&name, &PostParams::default(), &obj).await?;
-                Ok(())
-            }
-        })
+        let s = run_concurrent(
+            &format!("UPDATE ({clients} clients)"),
+            clients,
+            n,
+            move |i| {
+                let a = a.clone();
+                let name = format!("bench-{tag}-{i}");
+                async move {
+                    let mut obj = a.get(&name).await?;
+                    obj.data
+                        .get_or_insert_with(Default::default)
+                        .insert("u".into(), "1".into());
+                    a.replace(&name, &PostParams::default(), &obj).await?;
+                    Ok(())
+                }
+            },
+        )
         .await?;
         out(format!("{s}   (GET+PUT pairs)"));
     }
@@ -289,7 +305,8 @@ pub async fn run_api(opts: ApiBenchOptions) -> Result<Vec<String>> {
         run_concurrent("fill", 16, count, move |i| {
             let a = a2.clone();
             async move {
-                a.create(&PostParams::default(), &cm(&format!("c{i}"), i)).await?;
+                a.create(&PostParams::default(), &cm(&format!("c{i}"), i))
+                    .await?;
                 Ok(())
             }
         })
@@ -297,13 +314,18 @@ pub async fn run_api(opts: ApiBenchOptions) -> Result<Vec<String>> {
         for clients in [1usize, 64] {
             let a = a.clone();
             let total = if count >= 1000 { 200 } else { 1000 };
-            let s = run_concurrent(&format!("LIST {count} ({clients} clients)"), clients, total, move |_| {
-                let a = a.clone();
-                async move {
-                    a.list(&ListParams::default().labels("bench=true")).await?;
-                    Ok(())
-                }
-            })
+            let s = run_concurrent(
+                &format!("LIST {count} ({clients} clients)"),
+                clients,
+                total,
+                move |_| {
+                    let a = a.clone();
+                    async move {
+                        a.list(&ListParams::default().labels("bench=true")).await?;
+                        Ok(())
+                    }
+                },
+            )
             .await?;
             out(s.to_string());
         }
@@ -312,7 +334,12 @@ pub async fn run_api(opts: ApiBenchOptions) -> Result<Vec<String>> {
     // Watch fan-out: 100 watchers, time from write acknowledged to event seen.
     let watchers = 100usize;
     let wapi: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let rv = wapi.list(&ListParams::default().limit(1)).await?.metadata.resource_version.unwrap_or_default();
+    let rv = wapi
+        .list(&ListParams::default().limit(1))
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
     let mut handles = Vec::new();
     for w in 0..watchers {
@@ -321,7 +348,9 @@ pub async fn run_api(opts: ApiBenchOptions) -> Result<Vec<String>> {
         let rv = rv.clone();
         handles.push(tokio::spawn(async move {
             let wp = WatchParams::default().fields("metadata.name=fanout");
-            let Ok(stream) = a.watch(&wp, &rv).await else { return };
+            let Ok(stream) = a.watch(&wp, &rv).await else {
+                return;
+            };
             let mut stream = stream.boxed();
             while let Some(ev) = stream.next().await {
                 if let Ok(WatchEvent::Modified(_)) | Ok(WatchEvent::Added(_)) = ev {
@@ -337,10 +366,13 @@ pub async fn run_api(opts: ApiBenchOptions) -> Result<Vec<String>> {
     for r in 0..rounds {
         let t0 = Instant::now();
         if r == 0 {
-            wapi.create(&PostParams::default(), &cm("fanout", 0)).await?;
+            wapi.create(&PostParams::default(), &cm("fanout", 0))
+                .await?;
         } else {
             let mut o = wapi.get("fanout").await?;
-            o.data.get_or_insert_with(Default::default).insert("r".into(), r.to_string());
+            o.data
+                .get_or_insert_with(Default::default)
+                .insert("r".into(), r.to_string());
             wapi.replace("fanout", &PostParams::default(), &o).await?;
         }
         let mut got = 0;
@@ -357,7 +389,12 @@ pub async fn run_api(opts: ApiBenchOptions) -> Result<Vec<String>> {
     for h in handles {
         h.abort();
     }
-    out(summarize(&format!("watch fan-out ({watchers} watchers)"), lat, started_all.elapsed()).to_string());
+    out(summarize(
+        &format!("watch fan-out ({watchers} watchers)"),
+        lat,
+        started_all.elapsed(),
+    )
+    .to_string());
     if let Some(pid) = profile.pid() {
         if let Some(rss) = rss_mib(pid) {
             out(format!("RSS after the load: {rss:.1} MiB"));

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use k8s_cri::v1 as api;
 pub use api::image_service_client::ImageServiceClient;
 pub use api::runtime_service_client::RuntimeServiceClient;
+pub use k8s_cri::v1 as api;
 
 /// Errors connecting to a CRI endpoint.
 #[derive(Debug, thiserror::Error)]

@@ -200,6 +200,8 @@ async fn apiserver(ctx: &mut Context) -> Result<()> {
         store,
         git_version: KUBERNETES_VERSION.to_string(),
         sa_issuer: SA_ISSUER.to_string(),
+        kubelet_client_cert_pem: read(&pki.apiserver_kubelet_client_cert_path())?,
+        kubelet_client_key_pem: read(&pki.apiserver_kubelet_client_key_path())?,
     };
     let bootstrap = manifests::bootstrap_objects()?;
     let running = rkube_apiserver::start(cfg, bootstrap)

@@ -226,6 +226,67 @@ impl Cache {
         }
     }
 
+    /// Lists keys under `prefix` as they were at `revision`, rebuilt from
+    /// the retained history (consistent pages for list continuation).
+    pub fn list_at(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Revision,
+    ) -> Result<ListResult> {
+        let inner = self.lock();
+        if revision >= inner.revision {
+            drop(inner);
+            return Ok(self.list(prefix, start_after, limit));
+        }
+        if revision < inner.floor {
+            return Err(Error::Compacted {
+                requested: revision,
+                oldest: inner.floor,
+            });
+        }
+        let mut snap: BTreeMap<String, KeyValue> = inner
+            .map
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for e in inner.history.iter().rev() {
+            if e.kv.mod_revision <= revision {
+                break;
+            }
+            if !e.kv.key.starts_with(prefix) {
+                continue;
+            }
+            match (&e.kind, &e.prev) {
+                (EventKind::Added, _) => {
+                    snap.remove(&e.kv.key);
+                }
+                (_, Some(prev)) => {
+                    snap.insert(prev.key.clone(), prev.clone());
+                }
+                (_, None) => {
+                    snap.remove(&e.kv.key);
+                }
+            }
+        }
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        let mut iter = snap
+            .into_iter()
+            .filter(|(k, _)| start_after.is_none_or(|s| k.as_str() > s))
+            .map(|(_, v)| v);
+        let items: Vec<KeyValue> = iter.by_ref().take(limit).collect();
+        Ok(ListResult {
+            items,
+            revision,
+            remaining: iter.count(),
+        })
+    }
+
     /// Number of keys under `prefix`.
     pub fn count(&self, prefix: &str) -> usize {
         self.lock()
@@ -418,5 +479,40 @@ mod tests {
         let mut w = c.watch("/", 9).unwrap();
         assert_eq!(create(&c, "/b").mod_revision, 10);
         assert_eq!(w.try_recv().unwrap().kv.key, "/b");
+    }
+
+    #[test]
+    fn list_at_rebuilds_an_older_revision() {
+        let c = Cache::new(CacheOptions::default());
+        let put = |k: &str, v: &str| {
+            c.write(WriteOp::Create {
+                key: k.into(),
+                value: v.as_bytes().to_vec(),
+            })
+            .unwrap()
+        };
+        put("/p/a", "1");
+        let b = put("/p/b", "1");
+        let at = c.current_revision();
+        put("/p/c", "1");
+        c.write(WriteOp::Update {
+            key: "/p/a".into(),
+            value: b"2".to_vec(),
+            expected: None,
+        })
+        .unwrap();
+        c.write(WriteOp::Delete {
+            key: "/p/b".into(),
+            expected: None,
+        })
+        .unwrap();
+        let snap = c.list_at("/p/", None, 0, at).unwrap();
+        let keys: Vec<_> = snap.items.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(keys, ["/p/a", "/p/b"]);
+        assert_eq!(&*snap.items[0].value, b"1");
+        assert_eq!(snap.items[1], b);
+        let page = c.list_at("/p/", Some("/p/a"), 1, at).unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.remaining, 0);
     }
 }

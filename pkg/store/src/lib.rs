@@ -118,6 +118,15 @@ pub trait Store: Send + Sync + 'static {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<ListResult>;
+    /// Lists like [`Store::list`] but as the keys were at `revision`; fails
+    /// with `Compacted` when that revision is no longer retained.
+    async fn list_at(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Revision,
+    ) -> Result<ListResult>;
     /// Creates a key; fails with `AlreadyExists` when present.
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue>;
     /// Replaces a key's value; with `expected` set, fails with `Conflict`

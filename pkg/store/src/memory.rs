@@ -52,6 +52,16 @@ impl Store for MemoryStore {
         Ok(self.cache.list(prefix, start_after, limit))
     }
 
+    async fn list_at(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Revision,
+    ) -> Result<ListResult> {
+        self.cache.list_at(prefix, start_after, limit, revision)
+    }
+
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
         self.cache.write(WriteOp::Create {
             key: key.to_string(),

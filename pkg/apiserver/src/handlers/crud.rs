@@ -107,15 +107,28 @@ fn encode(v: &Value) -> Vec<u8> {
 /// Parses a request body as JSON or YAML according to its content type.
 pub fn parse_body(ct: &str, body: &[u8]) -> ApiResult<Value> {
     let ct = ct.split(';').next().unwrap_or("").trim();
+    if rkube_protobuf::is_protobuf(ct) {
+        return rkube_protobuf::decode_object(body, None).map_err(|e| match e {
+            rkube_protobuf::Error::UnknownKind { .. }
+            | rkube_protobuf::Error::UnsupportedEncoding { .. } => {
+                ApiError::new(415, "UnsupportedMediaType", e.to_string())
+            }
+            other => {
+                ApiError::bad_request(format!("the request body is not valid protobuf: {other}"))
+            }
+        });
+    }
     if ct.contains("protobuf") {
         return Err(ApiError::unsupported_media(ct));
     }
     let v: Value = if ct.contains("yaml") {
-        serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?
+        serde_yaml::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+        })?
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?
     };
     if !v.is_object() {
         return Err(ApiError::bad_request(
@@ -152,7 +165,10 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
     if !ctx.info.subresource.is_empty() {
         return super::subresources::route(ctx, req).await;
     }
-    if matches!(ctx.res.group.as_str(), "authorization.k8s.io" | "authentication.k8s.io") {
+    if matches!(
+        ctx.res.group.as_str(),
+        "authorization.k8s.io" | "authentication.k8s.io"
+    ) {
         if verb != "create" {
             return Err(ApiError::method_not_allowed(&verb, &ctx.res.plural));
         }
@@ -265,13 +281,13 @@ pub struct ListFilter {
 impl ListFilter {
     /// Parses labelSelector and fieldSelector.
     pub fn parse(ctx: &Ctx) -> ApiResult<Self> {
-        let labels = match ctx.q("labelSelector").filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(
-                selector::LabelSelector::parse(s)
-                    .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
-            ),
-            None => None,
-        };
+        let labels =
+            match ctx.q("labelSelector").filter(|s| !s.trim().is_empty()) {
+                Some(s) => Some(selector::LabelSelector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+                None => None,
+            };
         let fields = match ctx.q("fieldSelector").filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(
                 selector::FieldSelector::parse(s, &ctx.res.group, &ctx.res.plural)
@@ -300,7 +316,8 @@ impl ListFilter {
 
 fn stamp_kind(ctx: &Ctx, obj: &mut Value) {
     if let Some(m) = obj.as_object_mut() {
-        m.entry("apiVersion").or_insert_with(|| json!(ctx.res.api_version()));
+        m.entry("apiVersion")
+            .or_insert_with(|| json!(ctx.res.api_version()));
         m.entry("kind").or_insert_with(|| json!(ctx.res.kind));
     }
 }
@@ -333,7 +350,18 @@ pub async fn list_objects(ctx: &Ctx) -> ApiResult<(Vec<Value>, u64, Option<Strin
         start = Some(tok.start);
         token_rv = Some(tok.rv);
     }
-    let page = ctx.state.store.list(&prefix, start.as_deref(), 0).await?;
+    let page = match token_rv {
+        Some(rv) => match ctx.state.store.list_at(&prefix, start.as_deref(), 0, rv).await {
+            Ok(p) => p,
+            Err(rkube_store::Error::Compacted { .. }) => {
+                return Err(ApiError::gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => ctx.state.store.list(&prefix, start.as_deref(), 0).await?,
+    };
     let rv = token_rv.unwrap_or(page.revision);
     let mut items = Vec::new();
     let mut last_key = None;
@@ -360,7 +388,10 @@ pub async fn list_objects(ctx: &Ctx) -> ApiResult<(Vec<Value>, u64, Option<Strin
             rv,
             start: last_key.unwrap_or_default(),
         };
-        Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&tok).unwrap_or_default()))
+        Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(&tok).unwrap_or_default()),
+        )
     } else {
         None
     };
@@ -422,11 +453,8 @@ fn check_type(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
 }
 
 /// Unknown-field handling per `fieldValidation` (Strict: 400, Warn: warnings, Ignore).
-fn field_validation(ctx: &Ctx, obj: &Value) -> ApiResult<Vec<String>> {
+fn field_validation(ctx: &Ctx, obj: &mut Value) -> ApiResult<Vec<String>> {
     let mode = ctx.q("fieldValidation").unwrap_or("Warn");
-    if mode == "Ignore" {
-        return Ok(vec![]);
-    }
     let unknown: Vec<String> = if let Some(crd) = &ctx.crd {
         let mut tmp = obj.clone();
         rkube_apimachinery::crd::prune(crd, &ctx.res.version, &mut tmp)
@@ -437,7 +465,14 @@ fn field_validation(ctx: &Ctx, obj: &Value) -> ApiResult<Vec<String>> {
             .unwrap_or_else(|e| e.into_inner())
             .unknown_fields(&ctx.res.api_version(), &ctx.res.kind, obj)
     };
-    if unknown.is_empty() {
+    // Built-in types drop unknown fields, as decoding into Go structs does
+    // (custom resources are pruned in admission).
+    if ctx.crd.is_none() {
+        for path in &unknown {
+            remove_path(obj, path);
+        }
+    }
+    if unknown.is_empty() || mode == "Ignore" {
         return Ok(vec![]);
     }
     match mode {
@@ -453,6 +488,41 @@ fn field_validation(ctx: &Ctx, obj: &Value) -> ApiResult<Vec<String>> {
             .iter()
             .map(|f| format!("unknown field \"{}\"", f.trim_start_matches('.')))
             .collect()),
+    }
+}
+
+/// Removes the field at a path like `spec.containers[0].foo`.
+fn remove_path(obj: &mut Value, path: &str) {
+    let mut segs: Vec<Result<String, usize>> = Vec::new();
+    for part in path.trim_start_matches('.').split('.') {
+        let (name, rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            segs.push(Ok(name.to_string()));
+        }
+        for idx in rest.split('[').filter(|x| !x.is_empty()) {
+            match idx.trim_end_matches(']').parse::<usize>() {
+                Ok(i) => segs.push(Err(i)),
+                Err(_) => return,
+            }
+        }
+    }
+    let Some(last) = segs.pop() else { return };
+    let mut cur = obj;
+    for seg in segs {
+        let next = match seg {
+            Ok(k) => cur.get_mut(k.as_str()),
+            Err(i) => cur.get_mut(i),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    if let (Ok(k), Some(m)) = (last, cur.as_object_mut()) {
+        m.remove(&k);
     }
 }
 
@@ -476,7 +546,11 @@ fn admit(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
             ctx.res.namespaced,
             validation::NameRule::Dns1123Subdomain,
         );
-        causes.extend(rkube_apimachinery::crd::validate_custom(crd, &ctx.res.version, obj));
+        causes.extend(rkube_apimachinery::crd::validate_custom(
+            crd,
+            &ctx.res.version,
+            obj,
+        ));
         if !causes.is_empty() {
             return Err(ApiError::invalid(&ctx.res, &name, &causes));
         }
@@ -519,7 +593,7 @@ pub async fn create(ctx: &Ctx, obj: Value, manager: &str) -> ApiResult<Response>
 
 async fn create_inner(ctx: &Ctx, mut obj: Value, manager: Option<&str>) -> ApiResult<Response> {
     check_type(ctx, &obj)?;
-    let warnings = field_validation(ctx, &obj)?;
+    let warnings = field_validation(ctx, &mut obj)?;
     stamp_kind(ctx, &mut obj);
     let ns = ctx.ns().map(String::from);
     {
@@ -540,7 +614,11 @@ async fn create_inner(ctx: &Ctx, mut obj: Value, manager: Option<&str>) -> ApiRe
         }
         let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
         if name.is_empty() {
-            if let Some(g) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+            if let Some(g) = meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|g| !g.is_empty())
+            {
                 let n = format!("{g}{}", objects::random_suffix(5));
                 meta.insert("name".into(), json!(n));
             }
@@ -580,11 +658,22 @@ async fn create_inner(ctx: &Ctx, mut obj: Value, manager: Option<&str>) -> ApiRe
     }
     if let Some(manager) = manager {
         let av = ctx.res.api_version();
-        patch::track_update(None, &mut obj, manager, &av, &ctx.res.kind, "", &objects::now());
+        patch::track_update(
+            None,
+            &mut obj,
+            manager,
+            &av,
+            &ctx.res.kind,
+            "",
+            &objects::now(),
+        );
     }
     let name = objects::name(&obj).to_string();
     if ctx.dry_run() {
-        return Ok(with_warnings(render_one(ctx, &obj, StatusCode::CREATED), &warnings));
+        return Ok(with_warnings(
+            render_one(ctx, &obj, StatusCode::CREATED),
+            &warnings,
+        ));
     }
     let key = ctx.res.key(ns.as_deref(), &name);
     let kv = match ctx.state.store.create(&key, encode(&obj)).await {
@@ -596,7 +685,10 @@ async fn create_inner(ctx: &Ctx, mut obj: Value, manager: Option<&str>) -> ApiRe
     };
     objects::set_rv(&mut obj, kv.mod_revision);
     crate::hooks::after_create(ctx, &obj).await;
-    Ok(with_warnings(render_one(ctx, &obj, StatusCode::CREATED), &warnings))
+    Ok(with_warnings(
+        render_one(ctx, &obj, StatusCode::CREATED),
+        &warnings,
+    ))
 }
 
 /// Type-specific preparation on create (status reset, allocations).
@@ -702,7 +794,9 @@ fn merge_update(ctx: &Ctx, new: &mut Value, old: &Value, sub: &str) -> ApiResult
             }
         }
     }
-    if ctx.res.has_subresource("status") && !(ctx.res.group.is_empty() && ctx.res.kind == "Namespace") {
+    if ctx.res.has_subresource("status")
+        && !(ctx.res.group.is_empty() && ctx.res.kind == "Namespace")
+    {
         match old.get("status") {
             Some(s) => new["status"] = s.clone(),
             None => {
@@ -742,11 +836,14 @@ pub async fn write_update(
     track: bool,
 ) -> ApiResult<(Value, Vec<String>)> {
     let name = ctx.name().to_string();
-    let expected = match new.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+    let expected = match new
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
         Some(rv) if !rv.is_empty() => {
-            let rv: u64 = rv.parse().map_err(|_| {
-                ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
-            })?;
+            let rv: u64 = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
             if rv != kv.mod_revision {
                 return Err(ApiError::modified(&ctx.res, &name));
             }
@@ -754,9 +851,17 @@ pub async fn write_update(
         }
         _ => kv.mod_revision,
     };
-    let warnings = if sub.is_empty() { field_validation(ctx, &new)? } else { vec![] };
+    let warnings = if sub.is_empty() {
+        field_validation(ctx, &mut new)?
+    } else {
+        vec![]
+    };
     merge_update(ctx, &mut new, old, sub)?;
-    if !new.get("metadata").and_then(|m| m.get("name")).is_some_and(|n| n == name.as_str()) {
+    if !new
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .is_some_and(|n| n == name.as_str())
+    {
         return Err(ApiError::bad_request(format!(
             "the name of the object ({}) does not match the name on the URL ({name})",
             objects::name(&new)
@@ -768,7 +873,15 @@ pub async fn write_update(
     admit(ctx, &mut new, Some(old))?;
     if track {
         let av = ctx.res.api_version();
-        patch::track_update(Some(old), &mut new, manager, &av, &ctx.res.kind, sub, &objects::now());
+        patch::track_update(
+            Some(old),
+            &mut new,
+            manager,
+            &av,
+            &ctx.res.kind,
+            sub,
+            &objects::now(),
+        );
     }
     if same_ignoring_rv(&new, old) {
         return Ok((old.clone(), warnings));
@@ -780,16 +893,27 @@ pub async fn write_update(
     if deleting && objects::finalizers(&new).is_empty() && !is_graceful_pod(ctx, &new) {
         let kv = match ctx.state.store.delete(&ctx.key(), Some(expected)).await {
             Ok(kv) => kv,
-            Err(rkube_store::Error::Conflict { .. }) => return Err(ApiError::modified(&ctx.res, &name)),
-            Err(rkube_store::Error::NotFound(_)) => return Err(ApiError::not_found(&ctx.res, &name)),
+            Err(rkube_store::Error::Conflict { .. }) => {
+                return Err(ApiError::modified(&ctx.res, &name))
+            }
+            Err(rkube_store::Error::NotFound(_)) => {
+                return Err(ApiError::not_found(&ctx.res, &name))
+            }
             Err(e) => return Err(e.into()),
         };
         objects::set_rv(&mut new, kv.mod_revision);
         return Ok((new, warnings));
     }
-    let kv = match ctx.state.store.update(&ctx.key(), encode(&new), Some(expected)).await {
+    let kv = match ctx
+        .state
+        .store
+        .update(&ctx.key(), encode(&new), Some(expected))
+        .await
+    {
         Ok(kv) => kv,
-        Err(rkube_store::Error::Conflict { .. }) => return Err(ApiError::modified(&ctx.res, &name)),
+        Err(rkube_store::Error::Conflict { .. }) => {
+            return Err(ApiError::modified(&ctx.res, &name))
+        }
         Err(rkube_store::Error::NotFound(_)) => return Err(ApiError::not_found(&ctx.res, &name)),
         Err(e) => return Err(e.into()),
     };
@@ -802,7 +926,10 @@ pub async fn write_update(
 fn is_graceful_pod(ctx: &Ctx, obj: &Value) -> bool {
     ctx.res.group.is_empty()
         && ctx.res.kind == "Pod"
-        && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
+        && obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
         && obj
             .pointer("/metadata/deletionGracePeriodSeconds")
             .and_then(Value::as_i64)
@@ -814,7 +941,10 @@ pub async fn update(ctx: &Ctx, new: Value, manager: &str, sub: &str) -> ApiResul
     check_type(ctx, &new)?;
     let (kv, old) = load(ctx).await?;
     let (obj, warnings) = write_update(ctx, &kv, &old, new, manager, sub, true).await?;
-    Ok(with_warnings(render_one(ctx, &obj, StatusCode::OK), &warnings))
+    Ok(with_warnings(
+        render_one(ctx, &obj, StatusCode::OK),
+        &warnings,
+    ))
 }
 
 /// PATCH of an object or its status, retrying on write races.
@@ -857,8 +987,16 @@ pub async fn patch_object(
         let Some((kv, old)) = loaded else {
             // Apply creates.
             check_type(ctx, &patch_doc)?;
-            let obj = patch::apply(None, &patch_doc, &manager, force, &av, &ctx.res.kind, &objects::now())
-                .map_err(|e| patch_error(ctx, e))?;
+            let obj = patch::apply(
+                None,
+                &patch_doc,
+                &manager,
+                force,
+                &av,
+                &ctx.res.kind,
+                &objects::now(),
+            )
+            .map_err(|e| patch_error(ctx, e))?;
             return create_applied(ctx, obj).await;
         };
         let new = match ct.as_str() {
@@ -872,7 +1010,15 @@ pub async fn patch_object(
             }
             "application/apply-patch+yaml" => {
                 check_type(ctx, &patch_doc)?;
-                patch::apply(Some(&old), &patch_doc, &manager, force, &av, &ctx.res.kind, &objects::now())
+                patch::apply(
+                    Some(&old),
+                    &patch_doc,
+                    &manager,
+                    force,
+                    &av,
+                    &ctx.res.kind,
+                    &objects::now(),
+                )
             }
             other => return Err(ApiError::unsupported_media(other)),
         }
@@ -886,7 +1032,10 @@ pub async fn patch_object(
         }
         match write_update(ctx, &kv, &old, new, &manager, sub, !apply).await {
             Ok((obj, warnings)) => {
-                return Ok(with_warnings(render_one(ctx, &obj, StatusCode::OK), &warnings))
+                return Ok(with_warnings(
+                    render_one(ctx, &obj, StatusCode::OK),
+                    &warnings,
+                ))
             }
             Err(e) if e.code == 409 && e.reason == "Conflict" && !explicit_rv => continue,
             Err(e) => return Err(e),
@@ -904,7 +1053,8 @@ fn patch_error(ctx: &Ctx, e: patch::PatchError) -> ApiError {
     match e {
         patch::PatchError::Conflict(c) => {
             let mut err = ApiError::new(409, "Conflict", c.to_string());
-            err.details = Some(json!({"name": ctx.name(), "kind": ctx.res.plural, "group": ctx.res.group}));
+            err.details =
+                Some(json!({"name": ctx.name(), "kind": ctx.res.plural, "group": ctx.res.group}));
             err
         }
         e @ patch::PatchError::Unsupported { .. } => {
@@ -927,21 +1077,35 @@ pub struct DeleteOpts {
 pub fn delete_opts_from(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOpts> {
     let mut o = DeleteOpts::default();
     if !body.is_empty() {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        let v: Value = if body.starts_with(rkube_protobuf::MAGIC) {
+            rkube_protobuf::decode_object(body, Some(("meta.k8s.io/v1", "DeleteOptions")))
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        };
         o.grace = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-        o.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(String::from);
+        o.propagation = v
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(String::from);
         if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
             o.propagation = Some("Orphan".into());
         }
-        o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
+        o.precondition_uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from);
         o.precondition_rv = v
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(String::from);
     }
     if let Some(g) = ctx.q("gracePeriodSeconds") {
-        o.grace = Some(g.parse().map_err(|_| ApiError::bad_request("invalid gracePeriodSeconds"))?);
+        o.grace = Some(
+            g.parse()
+                .map_err(|_| ApiError::bad_request("invalid gracePeriodSeconds"))?,
+        );
     }
     if let Some(p) = ctx.q("propagationPolicy") {
         o.propagation = Some(p.to_string());
@@ -981,7 +1145,9 @@ pub async fn delete_one(
             return Err(ApiError::conflict(
                 &ctx.res,
                 &name,
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
+                ),
             ));
         }
     }
@@ -1000,7 +1166,9 @@ pub async fn delete_one(
     let mut finalizers = objects::finalizers(&obj);
     let already = obj.pointer("/metadata/deletionTimestamp").is_some();
     match opts.propagation.as_deref() {
-        Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") && !already => finalizers.push("orphan".into()),
+        Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") && !already => {
+            finalizers.push("orphan".into())
+        }
         Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") && !already => {
             finalizers.push("foregroundDeletion".into())
         }
@@ -1008,14 +1176,26 @@ pub async fn delete_one(
     }
     let is_ns = ctx.res.group.is_empty() && ctx.res.kind == "Namespace";
     let is_pod = ctx.res.group.is_empty() && ctx.res.kind == "Pod";
-    let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let bound = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
     let grace = if is_pod {
         let g = opts.grace.unwrap_or_else(|| {
-            obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30)
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30)
         });
         // Unbound or finished pods go at once, as in kube-apiserver.
-        let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
-        if !bound || phase == "Succeeded" || phase == "Failed" { 0 } else { g.max(0) }
+        let phase = obj
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !bound || phase == "Succeeded" || phase == "Failed" {
+            0
+        } else {
+            g.max(0)
+        }
     } else {
         0
     };
@@ -1025,8 +1205,12 @@ pub async fn delete_one(
     if finalizers.is_empty() && grace == 0 && !is_ns {
         let kv = match ctx.state.store.delete(&kv.key, Some(kv.mod_revision)).await {
             Ok(kv) => kv,
-            Err(rkube_store::Error::Conflict { .. }) => return Err(ApiError::modified(&ctx.res, &name)),
-            Err(rkube_store::Error::NotFound(_)) => return Err(ApiError::not_found(&ctx.res, &name)),
+            Err(rkube_store::Error::Conflict { .. }) => {
+                return Err(ApiError::modified(&ctx.res, &name))
+            }
+            Err(rkube_store::Error::NotFound(_)) => {
+                return Err(ApiError::not_found(&ctx.res, &name))
+            }
             Err(e) => return Err(e.into()),
         };
         objects::set_rv(&mut obj, kv.mod_revision);
@@ -1038,10 +1222,16 @@ pub async fn delete_one(
         let meta = meta_mut(&mut obj);
         if !already {
             let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
-            meta.insert("deletionTimestamp".into(), json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+            meta.insert(
+                "deletionTimestamp".into(),
+                json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            );
             meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
         } else if is_pod {
-            let cur = meta.get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(grace);
+            let cur = meta
+                .get("deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(grace);
             if grace < cur {
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
@@ -1054,10 +1244,15 @@ pub async fn delete_one(
         obj["status"] = json!({"phase": "Terminating"});
     }
     if is_pod && grace == 0 && finalizers.is_empty() {
-        let kv = ctx.state.store.delete(&kv.key, Some(kv.mod_revision)).await.map_err(|e| match e {
-            rkube_store::Error::Conflict { .. } => ApiError::modified(&ctx.res, &name),
-            other => other.into(),
-        })?;
+        let kv = ctx
+            .state
+            .store
+            .delete(&kv.key, Some(kv.mod_revision))
+            .await
+            .map_err(|e| match e {
+                rkube_store::Error::Conflict { .. } => ApiError::modified(&ctx.res, &name),
+                other => other.into(),
+            })?;
         objects::set_rv(&mut obj, kv.mod_revision);
         return Ok((StatusCode::OK, Some(obj)));
     }

@@ -28,8 +28,10 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 pub fn json_response(code: StatusCode, v: &Value) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = (code, body).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -38,17 +40,26 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new().fallback(dispatch).with_state(state)
 }
 
-async fn authenticate(state: &AppState, peer: Option<PeerCert>, auth: Option<String>) -> Option<UserInfo> {
+async fn authenticate(
+    state: &AppState,
+    peer: Option<PeerCert>,
+    auth: Option<String>,
+) -> Option<UserInfo> {
     if let Some(PeerCert(Some(der))) = peer {
         if let Some(u) = crate::auth::x509::user_from_cert(&der) {
             return Some(u);
         }
     }
     let auth = auth?;
-    let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer "))?;
+    let token = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))?;
     let (user, sa) = state.tokens.verify(token.trim()).ok()?;
     // The ServiceAccount must still exist with the same uid.
-    let key = format!("/registry/core/serviceaccounts/{}/{}", sa.namespace, sa.name);
+    let key = format!(
+        "/registry/core/serviceaccounts/{}/{}",
+        sa.namespace, sa.name
+    );
     let kv = state.store.get(&key).await.ok()??;
     let obj: Value = serde_json::from_slice(&kv.value).ok()?;
     if !sa.uid.is_empty() && crate::objects::meta_str(&obj, "uid") != Some(sa.uid.as_str()) {
@@ -97,6 +108,7 @@ async fn handle(state: Arc<AppState>, req: Request) -> ApiResult<Response> {
         None if unauthenticated_ok(&path) => UserInfo::anonymous(),
         None => return Err(ApiError::unauthorized()),
     };
+    let user = impersonate(&state, user, req.headers())?;
     if !unauthenticated_ok(&path) || user.username != "system:anonymous" {
         authorize(&state, &user, &info)?;
     }
@@ -146,13 +158,81 @@ fn authorize(state: &AppState, user: &UserInfo, info: &RequestInfo) -> ApiResult
     };
     match state.rbac.authorize(&attrs) {
         Decision::Allow => Ok(()),
-        Decision::Deny(reason) => Err(ApiError::forbidden(
-            crate::auth::rbac::forbidden_message(&attrs, &reason),
-        )),
-        Decision::NoOpinion => Err(ApiError::forbidden(
-            crate::auth::rbac::forbidden_message(&attrs, ""),
-        )),
+        Decision::Deny(reason) => Err(ApiError::forbidden(crate::auth::rbac::forbidden_message(
+            &attrs, &reason,
+        ))),
+        Decision::NoOpinion => Err(ApiError::forbidden(crate::auth::rbac::forbidden_message(
+            &attrs, "",
+        ))),
     }
+}
+
+/// Applies `Impersonate-User`/`Impersonate-Group` headers after checking
+/// the caller may impersonate (RBAC verb `impersonate`), as kube-apiserver.
+fn impersonate(state: &AppState, user: UserInfo, headers: &HeaderMap) -> ApiResult<UserInfo> {
+    let Some(target) = headers
+        .get("Impersonate-User")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+    else {
+        if headers.contains_key("Impersonate-Group") {
+            return Err(ApiError::bad_request(
+                "requested impersonation of groups without impersonating a user",
+            ));
+        }
+        return Ok(user);
+    };
+    let groups: Vec<String> = headers
+        .get_all("Impersonate-Group")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(String::from))
+        .collect();
+    let check = |resource: &str, namespace: &str, name: &str| -> ApiResult<()> {
+        let attrs = Attributes {
+            user: user.clone(),
+            verb: "impersonate".into(),
+            resource_request: true,
+            api_group: String::new(),
+            resource: resource.into(),
+            subresource: String::new(),
+            namespace: namespace.into(),
+            name: name.into(),
+            path: String::new(),
+        };
+        match state.rbac.authorize(&attrs) {
+            Decision::Allow => Ok(()),
+            Decision::Deny(r) => Err(ApiError::forbidden(crate::auth::rbac::forbidden_message(
+                &attrs, &r,
+            ))),
+            Decision::NoOpinion => Err(ApiError::forbidden(crate::auth::rbac::forbidden_message(
+                &attrs, "",
+            ))),
+        }
+    };
+    let mut out_groups = groups.clone();
+    if let Some((ns, name)) = crate::auth::split_service_account_username(&target) {
+        check("serviceaccounts", ns, name)?;
+        if groups.is_empty() {
+            out_groups = vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{ns}"),
+            ];
+        }
+    } else {
+        check("users", "", &target)?;
+    }
+    for g in &groups {
+        check("groups", "", g)?;
+    }
+    if target != "system:anonymous" && !out_groups.iter().any(|g| g == "system:authenticated") {
+        out_groups.push("system:authenticated".into());
+    }
+    Ok(UserInfo {
+        username: target,
+        uid: String::new(),
+        groups: out_groups,
+        extra: Default::default(),
+    })
 }
 
 fn accepts_aggregated(headers: &HeaderMap) -> Option<&'static str> {
@@ -176,14 +256,19 @@ fn accepts_aggregated(headers: &HeaderMap) -> Option<&'static str> {
 async fn non_resource(state: &AppState, req: Request, info: &RequestInfo) -> ApiResult<Response> {
     use rkube_apimachinery::discovery;
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Err(ApiError::method_not_allowed(req.method().as_str(), &info.path));
+        return Err(ApiError::method_not_allowed(
+            req.method().as_str(),
+            &info.path,
+        ));
     }
     let path = info.path.trim_end_matches('/');
     let registry = state.registry();
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match path {
         "/healthz" | "/livez" | "/readyz" => {
-            return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response())
+            return Ok(
+                (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response(),
+            )
         }
         "/version" => {
             return ok(json!({
@@ -200,13 +285,19 @@ async fn non_resource(state: &AppState, req: Request, info: &RequestInfo) -> Api
         }
         "/api" => {
             if let Some(v) = accepts_aggregated(req.headers()) {
-                return Ok(aggregated_response(discovery::aggregated(&registry.resources, true, v), v));
+                return Ok(aggregated_response(
+                    discovery::aggregated(&registry.resources, true, v),
+                    v,
+                ));
             }
             return ok(discovery::api_versions(&state.advertise.to_string()));
         }
         "/apis" => {
             if let Some(v) = accepts_aggregated(req.headers()) {
-                return Ok(aggregated_response(discovery::aggregated(&registry.resources, false, v), v));
+                return Ok(aggregated_response(
+                    discovery::aggregated(&registry.resources, false, v),
+                    v,
+                ));
             }
             return ok(discovery::api_group_list(&registry.resources));
         }
@@ -221,22 +312,34 @@ async fn non_resource(state: &AppState, req: Request, info: &RequestInfo) -> Api
             }
             let doc = state.openapi.read().unwrap_or_else(|e| e.into_inner()).v2();
             let mut r = (StatusCode::OK, doc.as_ref().clone()).into_response();
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             return Ok(r);
         }
         "/openapi/v3" => {
-            return ok(state.openapi.read().unwrap_or_else(|e| e.into_inner()).v3_root());
+            return ok(state
+                .openapi
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .v3_root());
         }
         _ => {}
     }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {
-        let doc = state.openapi.read().unwrap_or_else(|e| e.into_inner()).v3_doc(gv);
+        let doc = state
+            .openapi
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .v3_doc(gv);
         return match doc {
             Some((bytes, hash)) => {
                 let mut r = (StatusCode::OK, bytes.as_ref().clone()).into_response();
-                r.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 if let Ok(v) = HeaderValue::from_str(&format!("\"{hash}\"")) {
                     r.headers_mut().insert(header::ETAG, v);
                 }

@@ -74,7 +74,11 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
         ("token", "create") => {
             let ct = ct(&req);
             let body = read_body(req.into_body()).await?;
-            let tr = if body.is_empty() { json!({}) } else { parse_body(&ct, &body)? };
+            let tr = if body.is_empty() {
+                json!({})
+            } else {
+                parse_body(&ct, &body)?
+            };
             token(&ctx, tr).await
         }
         ("ephemeralcontainers", "update") | ("ephemeralcontainers", "patch") => {
@@ -90,9 +94,18 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
                 let c = ctype.split(';').next().unwrap_or("");
                 let av = ctx.res.api_version();
                 match c {
-                    "application/json-patch+json" => rkube_apimachinery::patch::json_patch(&old, &p),
-                    "application/merge-patch+json" => rkube_apimachinery::patch::merge_patch(&old, &p),
-                    _ => rkube_apimachinery::patch::strategic_merge_patch(&old, &p, &av, &ctx.res.kind),
+                    "application/json-patch+json" => {
+                        rkube_apimachinery::patch::json_patch(&old, &p)
+                    }
+                    "application/merge-patch+json" => {
+                        rkube_apimachinery::patch::merge_patch(&old, &p)
+                    }
+                    _ => rkube_apimachinery::patch::strategic_merge_patch(
+                        &old,
+                        &p,
+                        &av,
+                        &ctx.res.kind,
+                    ),
                 }
                 .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?
             };
@@ -112,16 +125,24 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
             let incoming = parse_body(&ct, &body)?;
             let (kv, old) = load(&ctx).await?;
             let mut new = old.clone();
-            new["spec"]["finalizers"] = incoming.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            new["spec"]["finalizers"] = incoming
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
             objects::set_rv(&mut new, kv.mod_revision);
             let (obj, _) = write_update(&ctx, &kv, &old, new, "unknown", "", false).await?;
             Ok(render_one(&ctx, &obj, StatusCode::OK))
         }
-        ("log" | "exec" | "attach" | "portforward" | "proxy", _) => Err(ApiError::not_implemented(format!(
-            "{}/{sub} needs the node agent, which this build of rkube does not run yet",
-            ctx.res.plural
-        ))),
-        _ => Err(ApiError::method_not_allowed(&verb, &format!("{}/{sub}", ctx.res.plural))),
+        ("log" | "exec" | "attach" | "portforward" | "proxy", _) => {
+            Err(ApiError::not_implemented(format!(
+                "{}/{sub} needs the node agent, which this build of rkube does not run yet",
+                ctx.res.plural
+            )))
+        }
+        _ => Err(ApiError::method_not_allowed(
+            &verb,
+            &format!("{}/{sub}", ctx.res.plural),
+        )),
     }
 }
 
@@ -157,9 +178,17 @@ pub async fn bind(ctx: &Ctx, pod_name: &str, binding: &Value) -> ApiResult<Respo
             .ok_or_else(|| ApiError::not_found(&pods, pod_name))?;
         let mut pod = crud::decode(&kv)?;
         if pod.pointer("/metadata/deletionTimestamp").is_some() {
-            return Err(ApiError::conflict(&pods, pod_name, "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict(
+                &pods,
+                pod_name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
-        if let Some(n) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        if let Some(n) = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
             return Err(ApiError::conflict(
                 &pods,
                 pod_name,
@@ -168,8 +197,14 @@ pub async fn bind(ctx: &Ctx, pod_name: &str, binding: &Value) -> ApiResult<Respo
         }
         pod["spec"]["nodeName"] = json!(node);
         let now = objects::now();
-        let conds = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+        let conds = pod["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conds: Vec<Value> = conds
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .collect();
         conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
         pod["status"]["conditions"] = json!(conds);
         let mut bytes_obj = pod.clone();
@@ -179,7 +214,11 @@ pub async fn bind(ctx: &Ctx, pod_name: &str, binding: &Value) -> ApiResult<Respo
         match ctx
             .state
             .store
-            .update(&key, serde_json::to_vec(&bytes_obj).unwrap_or_default(), Some(kv.mod_revision))
+            .update(
+                &key,
+                serde_json::to_vec(&bytes_obj).unwrap_or_default(),
+                Some(kv.mod_revision),
+            )
             .await
         {
             Ok(_) => return Ok(json_response(StatusCode::CREATED, &success_status(None))),
@@ -202,8 +241,14 @@ async fn scale(ctx: Ctx, req: Request) -> ApiResult<Response> {
     };
     let ptr = |p: &str| p.replace('.', "/");
     let to_scale = |obj: &Value| -> Value {
-        let replicas = obj.pointer(&ptr(&spec_path)).and_then(Value::as_i64).unwrap_or(0);
-        let status_replicas = obj.pointer(&ptr(&status_path)).and_then(Value::as_i64).unwrap_or(0);
+        let replicas = obj
+            .pointer(&ptr(&spec_path))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let status_replicas = obj
+            .pointer(&ptr(&status_path))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         let selector = if ctx.crd.is_none() {
             obj.pointer("/spec/selector")
                 .map(|s| label_selector_string(s))
@@ -238,32 +283,44 @@ async fn scale(ctx: Ctx, req: Request) -> ApiResult<Response> {
             "update" => parse_body(&ctype, &body)?,
             "patch" => {
                 let p: Value = if ctype.contains("yaml") {
-                    serde_yaml::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?
+                    serde_yaml::from_slice(&body)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?
                 } else {
-                    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?
+                    serde_json::from_slice(&body)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?
                 };
                 let c = ctype.split(';').next().unwrap_or("");
                 match c {
-                    "application/json-patch+json" => rkube_apimachinery::patch::json_patch(&current, &p),
+                    "application/json-patch+json" => {
+                        rkube_apimachinery::patch::json_patch(&current, &p)
+                    }
                     _ => rkube_apimachinery::patch::merge_patch(&current, &p),
                 }
                 .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?
             }
             _ => return Err(ApiError::method_not_allowed(&verb, "scale")),
         };
-        if let Some(rv) = wanted.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        if let Some(rv) = wanted
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+        {
             if !rv.is_empty() && rv != kv.mod_revision.to_string() {
                 return Err(ApiError::modified(&ctx.res, ctx.name()));
             }
         }
-        let replicas = wanted.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+        let replicas = wanted
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if replicas < 0 {
             return Err(ApiError::invalid(
                 &ctx.res,
                 ctx.name(),
                 &[rkube_apimachinery::Cause {
                     reason: "FieldValueInvalid".into(),
-                    message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                    message: format!(
+                        "Invalid value: {replicas}: must be greater than or equal to 0"
+                    ),
                     field: "spec.replicas".into(),
                 }],
             ));
@@ -272,7 +329,9 @@ async fn scale(ctx: Ctx, req: Request) -> ApiResult<Response> {
         let p = ptr(&spec_path);
         let (parent, leaf) = p.rsplit_once('/').unwrap_or(("", "replicas"));
         if new.pointer(parent).is_none() {
-            return Err(ApiError::bad_request(format!("object has no {spec_path} parent")));
+            return Err(ApiError::bad_request(format!(
+                "object has no {spec_path} parent"
+            )));
         }
         if let Some(m) = new.pointer_mut(parent).and_then(Value::as_object_mut) {
             m.insert(leaf.to_string(), json!(replicas));
@@ -299,7 +358,10 @@ pub fn label_selector_string(sel: &Value) -> String {
     if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
         for e in exprs {
             let key = e["key"].as_str().unwrap_or("");
-            let vals: Vec<&str> = e["values"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let vals: Vec<&str> = e["values"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             match e["operator"].as_str().unwrap_or("") {
                 "In" => parts.push(format!("{key} in ({})", vals.join(","))),
                 "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
@@ -318,9 +380,16 @@ async fn token(ctx: &Ctx, tr: Value) -> ApiResult<Response> {
     let audiences: Vec<String> = tr
         .pointer("/spec/audiences")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
-    let exp = tr.pointer("/spec/expirationSeconds").and_then(Value::as_i64).unwrap_or(3600);
+    let exp = tr
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(3600);
     if exp < 600 {
         return Err(ApiError::new(
             422,
@@ -331,7 +400,12 @@ async fn token(ctx: &Ctx, tr: Value) -> ApiResult<Response> {
     let bound_pod = tr
         .pointer("/spec/boundObjectRef")
         .filter(|r| r["kind"] == "Pod")
-        .map(|r| (r["name"].as_str().unwrap_or("").to_string(), r["uid"].as_str().unwrap_or("").to_string()));
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or("").to_string(),
+                r["uid"].as_str().unwrap_or("").to_string(),
+            )
+        });
     let sa_uid = meta_str(&sa, "uid").unwrap_or("").to_string();
     let (token, expiry) = ctx
         .state
@@ -384,19 +458,36 @@ pub async fn review(ctx: Ctx, req: Request) -> ApiResult<Response> {
                 ctx.user.clone()
             } else {
                 crate::auth::UserInfo {
-                    username: obj.pointer("/spec/user").and_then(Value::as_str).unwrap_or("").to_string(),
-                    uid: obj.pointer("/spec/uid").and_then(Value::as_str).unwrap_or("").to_string(),
+                    username: obj
+                        .pointer("/spec/user")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    uid: obj
+                        .pointer("/spec/uid")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                     groups: obj
                         .pointer("/spec/groups")
                         .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|s| s.as_str().map(String::from))
+                                .collect()
+                        })
                         .unwrap_or_default(),
                     extra: Default::default(),
                 }
             };
             let ra = obj.pointer("/spec/resourceAttributes");
             let nra = obj.pointer("/spec/nonResourceAttributes");
-            let s = |v: Option<&Value>, f: &str| v.and_then(|v| v.get(f)).and_then(Value::as_str).unwrap_or("").to_string();
+            let s = |v: Option<&Value>, f: &str| {
+                v.and_then(|v| v.get(f))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
             let attrs = if let Some(ra) = ra {
                 Attributes {
                     user,
@@ -440,14 +531,23 @@ pub async fn review(ctx: Ctx, req: Request) -> ApiResult<Response> {
             obj["status"] = status;
         }
         "SelfSubjectRulesReview" => {
-            let ns = obj.pointer("/spec/namespace").and_then(Value::as_str).unwrap_or("").to_string();
+            let ns = obj
+                .pointer("/spec/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let (res_rules, nonres_rules) = ctx.state.rbac.rules_for(&ctx.user, &ns);
             obj["status"] = json!({"resourceRules": res_rules, "nonResourceRules": nonres_rules, "incomplete": false});
         }
         "TokenReview" => {
-            let token = obj.pointer("/spec/token").and_then(Value::as_str).unwrap_or("");
+            let token = obj
+                .pointer("/spec/token")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             obj["status"] = match ctx.state.tokens.verify(token) {
-                Ok((u, _)) => json!({"authenticated": true, "user": user_json(&u), "audiences": ["https://kubernetes.default.svc.cluster.local"]}),
+                Ok((u, _)) => {
+                    json!({"authenticated": true, "user": user_json(&u), "audiences": ["https://kubernetes.default.svc.cluster.local"]})
+                }
                 Err(e) => json!({"authenticated": false, "error": e.to_string()}),
             };
         }

@@ -69,7 +69,9 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
     let mut events = match store.watch(&prefix, from) {
         Ok(w) => w,
         Err(rkube_store::Error::Compacted { requested, oldest }) => {
-            let status = ApiError::gone(format!("too old resource version: {requested} ({oldest})")).to_status();
+            let status =
+                ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+                    .to_status();
             let _ = tx.send(line("ERROR", &status)).await;
             drop(tx);
             return Ok(stream_response(rx));
@@ -89,10 +91,24 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
         let mut render = |obj: &Value| -> Value {
             match repr {
                 Representation::Json => obj.clone(),
-                Representation::PartialMetadata => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))}),
+                Representation::PartialMetadata => {
+                    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+                }
                 Representation::Table => {
-                    let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
-                    let mut t = table::to_table(&res, std::slice::from_ref(obj), table::IncludeObject::Metadata, &rv, None, printer.as_deref(), chrono::Utc::now());
+                    let rv = obj
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let mut t = table::to_table(
+                        &res,
+                        std::slice::from_ref(obj),
+                        table::IncludeObject::Metadata,
+                        &rv,
+                        None,
+                        printer.as_deref(),
+                        chrono::Utc::now(),
+                    );
                     if !first {
                         if let Some(m) = t.as_object_mut() {
                             m.insert("columnDefinitions".into(), json!([]));
@@ -152,7 +168,8 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
 
 fn stamp(ctx: &Ctx, obj: &mut Value) {
     if let Some(m) = obj.as_object_mut() {
-        m.entry("apiVersion").or_insert_with(|| json!(ctx.res.api_version()));
+        m.entry("apiVersion")
+            .or_insert_with(|| json!(ctx.res.api_version()));
         m.entry("kind").or_insert_with(|| json!(ctx.res.kind));
     }
 }
@@ -160,7 +177,9 @@ fn stamp(ctx: &Ctx, obj: &mut Value) {
 fn stream_response(rx: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> Response {
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::io::Error>);
     let mut r = (StatusCode::OK, Body::from_stream(stream)).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }

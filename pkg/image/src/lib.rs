@@ -1,0 +1,1 @@
+//! rkube image (in progress).
