@@ -30,6 +30,9 @@ enum Command {
     Logs(commands::logs::Args),
     /// Print the rkube and Kubernetes versions
     Version,
+    /// Load, list and remove images in a cluster's container runtime
+    #[command(subcommand)]
+    Image(commands::image::Command),
     /// Manage profiles
     #[command(subcommand)]
     Profile(commands::profile::Command),
@@ -67,6 +70,7 @@ async fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(args).await,
         Command::Logs(args) => commands::logs::run(args).await,
         Command::Version => commands::version::run(),
+        Command::Image(cmd) => commands::image::run(cmd).await,
         Command::Profile(cmd) => commands::profile::run(cmd),
         Command::Daemon(args) => commands::daemon::run(args).await,
         Command::Bench(cmd) => commands::bench::run(cmd).await,

@@ -305,8 +305,9 @@ pub(crate) async fn build_env(
             } else if let Some(r) = &src.resource_field_ref {
                 let c = match r.container_name.as_deref() {
                     None | Some("") => container,
-                    Some(n) => find_container(pod, n)
-                        .ok_or_else(|| EnvError::Container(n.to_string()))?,
+                    Some(n) => {
+                        find_container(pod, n).ok_or_else(|| EnvError::Container(n.to_string()))?
+                    }
                 };
                 resource_field_value(c, r, &ctx.node_allocatable)?
             } else if let Some(r) = &src.config_map_key_ref {
@@ -751,8 +752,8 @@ pub fn resource_field_value(
         .resource
         .split_once('.')
         .ok_or_else(|| EnvError::Resource(r.resource.clone()))?;
-    let supported = matches!(res, "cpu" | "memory" | "ephemeral-storage")
-        || res.starts_with("hugepages-");
+    let supported =
+        matches!(res, "cpu" | "memory" | "ephemeral-storage") || res.starts_with("hugepages-");
     if !supported || !matches!(kind, "limits" | "requests") {
         return Err(EnvError::Resource(r.resource.clone()));
     }
@@ -905,8 +906,11 @@ pub(crate) mod tests {
                 req.status = Some(k8s_openapi::api::authentication::v1::TokenRequestStatus {
                     token: format!("token-{}", all.len()),
                     expiration_timestamp: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                        (std::time::SystemTime::now() + std::time::Duration::from_secs(exp as u64))
-                            .into(),
+                        k8s_openapi::jiff::Timestamp::try_from(
+                            std::time::SystemTime::now()
+                                + std::time::Duration::from_secs(exp as u64),
+                        )
+                        .unwrap(),
                     ),
                 });
                 Ok(req)
@@ -914,7 +918,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn map(vars: &[(&str, &str)]) -> impl FnMut(&str) -> Option<String> + '_ {
+    fn map<'a>(vars: &'a [(&'a str, &'a str)]) -> impl FnMut(&str) -> Option<String> + 'a {
         |n| {
             vars.iter()
                 .find(|(k, _)| *k == n)
@@ -1106,7 +1110,11 @@ pub(crate) mod tests {
     #[test]
     fn service_links() {
         let services = vec![
-            svc("my-svc", "10.96.0.10", &[(Some("http-web"), 80), (Some("dns"), 53)]),
+            svc(
+                "my-svc",
+                "10.96.0.10",
+                &[(Some("http-web"), 80), (Some("dns"), 53)],
+            ),
             svc("headless", "None", &[(None, 80)]),
         ];
         let env: HashMap<String, String> = service_env(&services, "ns1", true, &ctx())

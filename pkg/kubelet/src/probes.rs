@@ -71,7 +71,11 @@ pub async fn probe_once(
             Ok(p) => p,
             Err(e) => return ProbeResult::Unknown(e),
         };
-        let host = t.host.as_deref().filter(|h| !h.is_empty()).unwrap_or(pod_ip);
+        let host = t
+            .host
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .unwrap_or(pod_ip);
         return tcp_check(host, port, timeout).await;
     }
     if let Some(g) = &probe.grpc {
@@ -141,30 +145,37 @@ pub fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, St
 fn http_client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        // Same-host redirects are followed (up to 10); a redirect to another
-        // host ends the chain and its 3xx counts, as upstream does.
-        let policy = reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.previous().len() >= 10 {
-                return attempt.error("stopped after 10 redirects");
-            }
-            let same = attempt
-                .previous()
-                .first()
-                .is_some_and(|first| first.host_str() == attempt.url().host_str());
-            if same {
-                attempt.follow()
-            } else {
-                attempt.stop()
-            }
-        });
-        reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .redirect(policy)
-            .pool_max_idle_per_host(0)
-            .no_proxy()
-            .build()
-            .unwrap_or_default()
+        build_http_client().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "building the probe HTTP client");
+            reqwest::Client::new()
+        })
     })
+}
+
+/// The probe HTTP client: no certificate checks, no proxy, no keep-alive;
+/// same-host redirects are followed (up to 10), a redirect to another host
+/// ends the chain and its 3xx counts, as upstream does.
+fn build_http_client() -> reqwest::Result<reqwest::Client> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= 10 {
+            return attempt.error("stopped after 10 redirects");
+        }
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.host_str() == attempt.url().host_str());
+        if same {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .redirect(policy)
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .build()
 }
 
 /// An HTTP GET as probes and hooks do it: `(status, first 10 KiB of body)`,
@@ -178,7 +189,11 @@ pub(crate) async fn http_get(
 ) -> Result<(u16, String), String> {
     let port = resolve_port(&h.port, container)?;
     let scheme = h.scheme.as_deref().unwrap_or("HTTP").to_lowercase();
-    let host = h.host.as_deref().filter(|h| !h.is_empty()).unwrap_or(pod_ip);
+    let host = h
+        .host
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .unwrap_or(pod_ip);
     let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
@@ -992,6 +1007,11 @@ mod tests {
     }
 
     #[test]
+    fn http_client_builds() {
+        build_http_client().unwrap();
+    }
+
+    #[test]
     fn ports() {
         let c = container();
         assert_eq!(resolve_port(&IntOrString::Int(80), &c), Ok(80));
@@ -999,10 +1019,7 @@ mod tests {
             resolve_port(&IntOrString::String("web".into()), &c),
             Ok(8080)
         );
-        assert_eq!(
-            resolve_port(&IntOrString::String("81".into()), &c),
-            Ok(81)
-        );
+        assert_eq!(resolve_port(&IntOrString::String("81".into()), &c), Ok(81));
         assert!(resolve_port(&IntOrString::String("x".into()), &c).is_err());
         assert!(resolve_port(&IntOrString::Int(70000), &c).is_err());
     }

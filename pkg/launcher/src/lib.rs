@@ -10,6 +10,7 @@ use std::path::PathBuf;
 pub mod console;
 pub mod daemon;
 pub mod delete;
+pub mod image;
 pub mod list;
 pub mod logs;
 pub mod manifests;

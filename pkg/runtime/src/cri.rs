@@ -74,8 +74,9 @@ fn spec(reference: &str) -> Option<api::ImageSpec> {
     })
 }
 
-/// Removes an image by name or id via CRI `RemoveImage`; an image the
-/// runtime does not have is an [`Error::ImageNotFound`].
+/// Removes an image by name or id via CRI `RemoveImage`, which removes the
+/// image with every name it has (like `crictl rmi`); an image the runtime
+/// does not have is an [`Error::ImageNotFound`].
 pub async fn remove_image(socket: &Path, reference: &str) -> Result<()> {
     let mut c = rkube_cri::connect(socket)?;
     let status = c

@@ -17,7 +17,11 @@ const SUBNET: &str = "10.244.250.0/24";
 
 fn run(cmd: &str) {
     let out = Command::new("sh").args(["-ec", cmd]).output().unwrap();
-    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Builds `busybox:test` / `pause:test` as archives and an OCI layout.
@@ -42,9 +46,32 @@ fn build_images(dir: &Path) {
 #[ignore = "needs root and the host's containerd"]
 async fn runs_a_pod_on_a_profile_containerd() {
     rkube_runtime::check_host().unwrap();
-    let scratch = tempfile::Builder::new().prefix("rkc").tempdir_in("/tmp").unwrap();
-    let base = scratch.path();
-    build_images(base);
+    let scratch = tempfile::Builder::new()
+        .prefix("rkc")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let base = scratch.path().to_path_buf();
+    build_images(&base);
+    let opts = ContainerdOptions::new(base.join("containerd"), "rkube.local/pause:test");
+    // Run the checks in a task so that a failure still cleans up.
+    let result = tokio::spawn(checks(base.clone())).await;
+    let c = Containerd::new(opts.clone());
+    let log = std::fs::read_to_string(opts.log_file()).unwrap_or_default();
+    eprintln!("containerd.log: {} lines", log.lines().count());
+    for l in log.lines().filter(|l| l.contains("level=error") || l.contains("level=warn") || l.contains("skip")) {
+        eprintln!("containerd.log: {l}");
+    }
+    c.delete().await.unwrap();
+    assert!(!opts.dir.exists());
+    assert_eq!(c.running_pid().unwrap(), None);
+    let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn checks(base: std::path::PathBuf) {
+    let base = base.as_path();
     let mut opts = ContainerdOptions::new(base.join("containerd"), "rkube.local/pause:test");
     let net = rkube_network::CniOptions {
         bridge: BRIDGE.into(),
@@ -77,11 +104,6 @@ async fn runs_a_pod_on_a_profile_containerd() {
     for t in ["docker.io/library/busybox:ocitest", "example.com/bb:layout"] {
         assert!(tags.iter().any(|x| x == t), "{t} in {tags:?}");
     }
-    c.remove_image("busybox:ocitest").await.unwrap();
-    assert!(matches!(
-        c.remove_image("busybox:ocitest").await,
-        Err(Error::ImageNotFound(_))
-    ));
 
     let mut cri = rkube_cri::connect(&c.socket()).unwrap();
     let logs = base.join("logs");
@@ -134,7 +156,11 @@ async fn runs_a_pod_on_a_profile_containerd() {
                     image: "busybox:test".into(),
                     ..Default::default()
                 }),
-                command: vec!["/bin/sh".into(), "-c".into(), "echo hello from rkube; ip -4 addr show eth0".into()],
+                command: vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "echo hello from rkube; ip -4 addr show eth0".into(),
+                ],
                 log_path: "c.log".into(),
                 ..Default::default()
             }),
@@ -179,8 +205,18 @@ async fn runs_a_pod_on_a_profile_containerd() {
     assert_eq!(pods[0].id, pod);
     assert_eq!(pods[0].state, api::PodSandboxState::SandboxReady as i32);
 
-    c.delete().await.unwrap();
-    assert!(!opts.dir.exists());
-    assert_eq!(c.running_pid().unwrap(), None);
-    let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
+    // CRI RemoveImage removes the image with every name it has.
+    c.remove_image("busybox:ocitest").await.unwrap();
+    let tags: Vec<String> = c
+        .list_images()
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|i| i.repo_tags)
+        .collect();
+    assert_eq!(tags, vec!["rkube.local/pause:test"]);
+    assert!(matches!(
+        c.remove_image("busybox:ocitest").await,
+        Err(Error::ImageNotFound(_))
+    ));
 }

@@ -18,16 +18,27 @@ pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
 /// Whether `pod` waits for this scheduler: no node yet, our scheduler name,
 /// not being deleted, not finished.
 pub fn is_pending(pod: &Pod, scheduler_name: &str) -> bool {
-    let Some(spec) = pod.spec.as_ref() else { return false };
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
     spec.node_name.as_deref().unwrap_or("").is_empty()
-        && spec.scheduler_name.as_deref().filter(|s| !s.is_empty()).unwrap_or(DEFAULT_SCHEDULER) == scheduler_name
+        && spec
+            .scheduler_name
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_SCHEDULER)
+            == scheduler_name
         && pod.metadata.deletion_timestamp.is_none()
         && !is_terminated(pod)
 }
 
 /// Picks a node for `pod`. `pods_by_node` holds, per node name, the pods bound
 /// or assumed bound there.
-pub fn schedule<'a>(pod: &Pod, nodes: &[&'a Node], pods_by_node: &HashMap<String, Vec<&Pod>>) -> Result<&'a Node, FitError> {
+pub fn schedule<'a>(
+    pod: &Pod,
+    nodes: &[&'a Node],
+    pods_by_node: &HashMap<String, Vec<&Pod>>,
+) -> Result<&'a Node, FitError> {
     let mut sorted: Vec<&'a Node> = nodes.to_vec();
     sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut best: Option<(i64, &'a Node)> = None;
@@ -48,7 +59,11 @@ pub fn schedule<'a>(pod: &Pod, nodes: &[&'a Node], pods_by_node: &HashMap<String
     best.map(|(_, n)| n).ok_or_else(|| FitError {
         num_nodes: nodes.len(),
         node_reasons,
-        preemption_never: pod.spec.as_ref().and_then(|s| s.preemption_policy.as_deref()) == Some("Never"),
+        preemption_never: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.preemption_policy.as_deref())
+            == Some("Never"),
     })
 }
 
@@ -78,11 +93,15 @@ mod tests {
         assert!(is_pending(&pod(json!({})), "default-scheduler"));
         assert!(!is_pending(&pod(json!({})), "other"));
         assert!(is_pending(&pod(json!({"schedulerName": "other"})), "other"));
-        assert!(!is_pending(&pod(json!({"nodeName": "n"})), "default-scheduler"));
-        let mut deleting = pod(json!({}));
-        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        assert!(!is_pending(
+            &pod(json!({"nodeName": "n"})),
+            "default-scheduler"
         ));
+        let mut deleting = pod(json!({}));
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
         assert!(!is_pending(&deleting, "default-scheduler"));
         let mut done = pod(json!({}));
         done.status = Some(serde_json::from_value(json!({"phase": "Succeeded"})).unwrap());
@@ -111,7 +130,11 @@ mod tests {
     fn reports_every_node() {
         let (a, b) = (node("a", "500m"), node("b", "500m"));
         let e = schedule(&pod(json!({})), &[&a, &b], &HashMap::new()).unwrap_err();
-        assert!(e.to_string().starts_with("0/2 nodes are available: 2 Insufficient cpu."), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("0/2 nodes are available: 2 Insufficient cpu."),
+            "{e}"
+        );
         let none = schedule(&pod(json!({})), &[], &HashMap::new()).unwrap_err();
         assert_eq!(none.to_string(), "no nodes available to schedule pods");
     }

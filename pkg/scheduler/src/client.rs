@@ -20,7 +20,10 @@ impl KubeWriter {
     }
 
     fn pods(&self, pod: &Pod) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"))
+        Api::namespaced(
+            self.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        )
     }
 }
 

@@ -34,11 +34,20 @@ pub trait Writer: Sync {
     /// POST pods/binding.
     fn bind(&self, pod: &Pod, node: &str) -> impl Future<Output = Result<(), kube::Error>> + Send;
     /// Strategic-merge patch of pods/status.
-    fn patch_pod_status(&self, pod: &Pod, patch: &Value) -> impl Future<Output = Result<(), kube::Error>> + Send;
+    fn patch_pod_status(
+        &self,
+        pod: &Pod,
+        patch: &Value,
+    ) -> impl Future<Output = Result<(), kube::Error>> + Send;
     /// Creates an event.
     fn create_event(&self, event: &Event) -> impl Future<Output = Result<(), kube::Error>> + Send;
     /// Merge-patches an event.
-    fn patch_event(&self, ns: &str, name: &str, patch: &Value) -> impl Future<Output = Result<(), kube::Error>> + Send;
+    fn patch_event(
+        &self,
+        ns: &str,
+        name: &str,
+        patch: &Value,
+    ) -> impl Future<Output = Result<(), kube::Error>> + Send;
 }
 
 #[derive(Debug, Clone)]
@@ -89,7 +98,10 @@ fn uid(pod: &Pod) -> String {
 }
 
 fn node_name(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("")
 }
 
 fn hash_json<T: serde::Serialize>(h: &mut DefaultHasher, v: &T) {
@@ -153,10 +165,13 @@ impl<W: Writer> Scheduler<W> {
 
     /// Runs one cycle over the given snapshot.
     pub async fn cycle(&mut self, pods: &[Arc<Pod>], nodes: &[Arc<Node>], now: Instant) -> Outcome {
+        let by_arc: HashMap<String, &Arc<Pod>> = pods.iter().map(|p| (uid(p), p)).collect();
         let by_uid: HashMap<String, &Pod> = pods.iter().map(|p| (uid(p), p.as_ref())).collect();
         // Drop assumptions the watch has confirmed, or that went stale.
         self.assumed.retain(|u, a| {
-            by_uid.get(u).is_some_and(|p| node_name(p).is_empty() && !is_terminated(p))
+            by_uid
+                .get(u)
+                .is_some_and(|p| node_name(p).is_empty() && !is_terminated(p))
                 && now.saturating_duration_since(a.at) < ASSUME_TTL
         });
         let mut bound: HashMap<String, Vec<&Pod>> = HashMap::new();
@@ -184,8 +199,8 @@ impl<W: Writer> Scheduler<W> {
         let node_refs: Vec<&Node> = nodes.iter().map(Arc::as_ref).collect();
         let cluster_fp = cluster_fingerprint(&node_refs, &bound);
         let mut fingerprints: HashMap<String, u64> = HashMap::new();
-        let mut binds: Vec<(&Pod, String, u64)> = Vec::new();
-        let mut failures: Vec<(&Pod, String)> = Vec::new();
+        let mut binds: Vec<(Arc<Pod>, String)> = Vec::new();
+        let mut failures: Vec<(Arc<Pod>, String)> = Vec::new();
         for pod in pending {
             let u = uid(pod);
             let fp = pod_fingerprint(cluster_fp, pod);
@@ -197,18 +212,18 @@ impl<W: Writer> Scheduler<W> {
                 Ok(node) => {
                     let node = node.metadata.name.clone().unwrap_or_default();
                     self.assumed.insert(
-                        u,
+                        u.clone(),
                         Assumed {
                             node: node.clone(),
                             at: now,
                         },
                     );
                     bound.entry(node.clone()).or_default().push(pod);
-                    binds.push((pod, node, fp));
+                    binds.push((by_arc[&u].clone(), node));
                 }
                 Err(e) => {
                     self.unschedulable.failed(&u, fp, now);
-                    failures.push((pod, e.to_string()));
+                    failures.push((by_arc[&u].clone(), e.to_string()));
                 }
             }
         }
@@ -216,29 +231,29 @@ impl<W: Writer> Scheduler<W> {
         let mut outcome = Outcome::default();
         let writer = &self.writer;
         let results: Vec<_> = futures::stream::iter(binds)
-            .map(|(pod, node, fp)| async move {
-                let r = writer.bind(pod, &node).await;
-                (pod, node, fp, r)
+            .map(|(pod, node)| async move {
+                let r = writer.bind(&pod, &node).await;
+                (pod, node, r)
             })
             .buffer_unordered(PARALLEL_WRITES)
             .collect()
             .await;
-        for (pod, node, _fp, result) in results {
-            let u = uid(pod);
+        for (pod, node, result) in results {
+            let u = uid(&pod);
             match result {
                 Ok(()) => {
-                    tracing::info!(pod = %key(pod), %node, "bound pod");
+                    tracing::info!(pod = %key(&pod), %node, "bound pod");
                     self.unschedulable.forget(&u);
                     self.events.remove(&u);
-                    outcome.bound.push((key(pod), node));
+                    outcome.bound.push((key(&pod), node));
                 }
                 Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
                     // Already bound elsewhere or gone: the watch will tell.
-                    tracing::debug!(pod = %key(pod), error = %e.message, "binding refused");
+                    tracing::debug!(pod = %key(&pod), error = %e.message, "binding refused");
                     self.assumed.remove(&u);
                 }
                 Err(e) => {
-                    tracing::warn!(pod = %key(pod), %node, error = %e, "binding failed; will retry");
+                    tracing::warn!(pod = %key(&pod), %node, error = %e, "binding failed; will retry");
                     self.assumed.remove(&u);
                     // A fingerprint no snapshot produces: retry after back-off.
                     self.unschedulable.failed(&u, 0, now);
@@ -253,22 +268,29 @@ impl<W: Writer> Scheduler<W> {
                 let u = uid(pod);
                 let event = match self.events.get(&u) {
                     Some(r) if &r.message == msg => EventPlan::Repeat(r.clone()),
-                    _ => EventPlan::New(report::failed_scheduling_event(pod, msg, &self.name, wall)),
+                    _ => EventPlan::New(Box::new(report::failed_scheduling_event(
+                        pod, msg, &self.name, wall,
+                    ))),
                 };
-                (*pod, msg.clone(), report::unschedulable_patch(pod, msg, wall), event)
+                (
+                    pod.clone(),
+                    msg.clone(),
+                    report::unschedulable_patch(pod, msg, wall),
+                    event,
+                )
             })
             .collect();
         let name = &self.name;
         let records: Vec<_> = futures::stream::iter(plans)
             .map(|(pod, msg, patch, event)| async move {
-                tracing::info!(pod = %key(pod), message = %msg, "pod is unschedulable");
+                tracing::info!(pod = %key(&pod), message = %msg, "pod is unschedulable");
                 if let Some(patch) = patch {
-                    if let Err(e) = writer.patch_pod_status(pod, &patch).await {
-                        tracing::warn!(pod = %key(pod), error = %e, "cannot set PodScheduled=False");
+                    if let Err(e) = writer.patch_pod_status(&pod, &patch).await {
+                        tracing::warn!(pod = %key(&pod), error = %e, "cannot set PodScheduled=False");
                     }
                 }
-                let record = record_event(writer, pod, &msg, name, event, wall).await;
-                (uid(pod), key(pod), msg, record)
+                let record = record_event(writer, &pod, &msg, name, event, wall).await;
+                (uid(&pod), key(&pod), msg, record)
             })
             .buffer_unordered(PARALLEL_WRITES)
             .collect()
@@ -281,14 +303,16 @@ impl<W: Writer> Scheduler<W> {
         }
 
         let assumed_expiry = self.assumed.values().map(|a| a.at + ASSUME_TTL).min();
-        let parked = self.unschedulable.next_due(self.resync, |u| fingerprints.get(u).copied());
+        let parked = self
+            .unschedulable
+            .next_due(self.resync, |u| fingerprints.get(u).copied());
         outcome.next_due = [assumed_expiry, parked].into_iter().flatten().min();
         outcome
     }
 }
 
 enum EventPlan {
-    New(Event),
+    New(Box<Event>),
     Repeat(EventRecord),
 }
 
@@ -304,7 +328,11 @@ async fn record_event<W: Writer>(
         EventPlan::Repeat(mut r) => {
             r.count += 1;
             match writer
-                .patch_event(&r.namespace, &r.name, &report::event_repeat_patch(r.count, now))
+                .patch_event(
+                    &r.namespace,
+                    &r.name,
+                    &report::event_repeat_patch(r.count, now),
+                )
                 .await
             {
                 Ok(()) => return Some(r),
@@ -314,7 +342,7 @@ async fn record_event<W: Writer>(
                 }
             }
         }
-        EventPlan::New(e) => e,
+        EventPlan::New(e) => *e,
     };
     match writer.create_event(&event).await {
         Ok(()) => Some(EventRecord {
@@ -360,7 +388,10 @@ mod tests {
 
     impl Writer for &Fake {
         async fn bind(&self, pod: &Pod, node: &str) -> Result<(), kube::Error> {
-            self.calls.lock().unwrap().push(format!("bind {} {node}", key(pod)));
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("bind {} {node}", key(pod)));
             match *self.fail_bind.lock().unwrap() {
                 Some(code) => Err(api_err(code)),
                 None => Ok(()),
@@ -368,7 +399,10 @@ mod tests {
         }
         async fn patch_pod_status(&self, pod: &Pod, patch: &Value) -> Result<(), kube::Error> {
             let c = &patch["status"]["conditions"][0];
-            self.calls.lock().unwrap().push(format!("status {} {}", key(pod), c["reason"]));
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("status {} {}", key(pod), c["reason"]));
             Ok(())
         }
         async fn create_event(&self, event: &Event) -> Result<(), kube::Error> {
@@ -376,17 +410,27 @@ mod tests {
             self.calls.lock().unwrap().push(format!("event {m}"));
             Ok(())
         }
-        async fn patch_event(&self, _ns: &str, _name: &str, patch: &Value) -> Result<(), kube::Error> {
-            self.calls.lock().unwrap().push(format!("event-count {}", patch["count"]));
+        async fn patch_event(
+            &self,
+            _ns: &str,
+            _name: &str,
+            patch: &Value,
+        ) -> Result<(), kube::Error> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("event-count {}", patch["count"]));
             Ok(())
         }
     }
 
     fn node(labels: Value) -> Arc<Node> {
         Arc::new(
-            serde_json::from_value(json!({"metadata": {"name": "n1", "labels": labels}, "status": {
+            serde_json::from_value(
+                json!({"metadata": {"name": "n1", "labels": labels}, "status": {
                 "allocatable": {"cpu": "1", "memory": "1Gi", "pods": "110"},
-                "conditions": [{"type": "Ready", "status": "True"}]}}))
+                "conditions": [{"type": "Ready", "status": "True"}]}}),
+            )
             .unwrap(),
         )
     }
@@ -412,7 +456,9 @@ mod tests {
         // Only one 600m pod fits on a 1-CPU node: the second sees the first assumed.
         assert_eq!(out.bound, [("default/a".to_string(), "n1".to_string())]);
         assert_eq!(out.unschedulable.len(), 1);
-        assert!(out.unschedulable[0].1.starts_with("0/1 nodes are available: 1 Insufficient cpu."));
+        assert!(out.unschedulable[0]
+            .1
+            .starts_with("0/1 nodes are available: 1 Insufficient cpu."));
         assert_eq!(
             fake.take(),
             [
@@ -422,7 +468,9 @@ mod tests {
             ]
         );
         // The watch has not caught up yet: a is still assumed, nothing is rebound.
-        let out = s.cycle(&pods, &[node(json!({}))], t0 + Duration::from_millis(10)).await;
+        let out = s
+            .cycle(&pods, &[node(json!({}))], t0 + Duration::from_millis(10))
+            .await;
         assert!(out.bound.is_empty() && out.unschedulable.is_empty());
         assert!(fake.take().is_empty());
     }
@@ -438,11 +486,19 @@ mod tests {
         assert_eq!(out.next_due, Some(t0 + RESYNC));
         assert_eq!(fake.take().len(), 2);
         // Same cluster (e.g. our own status write came back): nothing happens.
-        let out = s.cycle(&pods, &[node(json!({}))], t0 + Duration::from_secs(5)).await;
+        let out = s
+            .cycle(&pods, &[node(json!({}))], t0 + Duration::from_secs(5))
+            .await;
         assert!(out.unschedulable.is_empty());
         assert!(fake.take().is_empty());
         // The node is labelled, but the back-off (1 s) has passed: bound.
-        let out = s.cycle(&pods, &[node(json!({"disk": "ssd"}))], t0 + Duration::from_secs(6)).await;
+        let out = s
+            .cycle(
+                &pods,
+                &[node(json!({"disk": "ssd"}))],
+                t0 + Duration::from_secs(6),
+            )
+            .await;
         assert_eq!(out.bound.len(), 1);
     }
 
@@ -454,12 +510,24 @@ mod tests {
         let pods = vec![pod("p", json!({"nodeSelector": {"disk": "ssd"}}))];
         s.cycle(&pods, &[node(json!({}))], t0).await;
         fake.take();
-        let out = s.cycle(&pods, &[node(json!({"other": "x"}))], t0 + Duration::from_millis(100)).await;
+        let out = s
+            .cycle(
+                &pods,
+                &[node(json!({"other": "x"}))],
+                t0 + Duration::from_millis(100),
+            )
+            .await;
         assert!(out.unschedulable.is_empty());
         assert_eq!(out.next_due, Some(t0 + Duration::from_secs(1)));
-        // Retried after back-off, same message: the event count goes up, the
-        // condition is not rewritten (the fake pod has none, so it is).
-        let out = s.cycle(&pods, &[node(json!({"other": "x"}))], t0 + Duration::from_secs(1)).await;
+        // Retried after back-off with the same message: the existing event's
+        // count goes up instead of a new event being created.
+        let out = s
+            .cycle(
+                &pods,
+                &[node(json!({"other": "x"}))],
+                t0 + Duration::from_secs(1),
+            )
+            .await;
         assert_eq!(out.unschedulable.len(), 1);
         assert!(fake.take().contains(&"event-count 2".to_string()));
     }
@@ -480,9 +548,9 @@ mod tests {
         let fake = Fake::default();
         let mut s = Scheduler::new(&fake, "default-scheduler", RESYNC);
         let mut deleting = (*pod("d", json!({}))).clone();
-        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            Timestamp::UNIX_EPOCH,
-        ));
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH),
+        );
         let pods = vec![
             pod("other", json!({"schedulerName": "custom"})),
             pod("bound", json!({"nodeName": "n1"})),
@@ -507,7 +575,9 @@ mod tests {
         assert!(out.bound.is_empty());
         assert_eq!(out.next_due, Some(t0 + Duration::from_secs(1)));
         *fake.fail_bind.lock().unwrap() = None;
-        let out = s.cycle(&pods, &[node(json!({}))], t0 + Duration::from_secs(1)).await;
+        let out = s
+            .cycle(&pods, &[node(json!({}))], t0 + Duration::from_secs(1))
+            .await;
         assert_eq!(out.bound.len(), 1);
     }
 
@@ -515,7 +585,10 @@ mod tests {
     async fn higher_priority_goes_first() {
         let fake = Fake::default();
         let mut s = Scheduler::new(&fake, "default-scheduler", RESYNC);
-        let pods = vec![pod("low", json!({})), pod("high", json!({"priority": 1000}))];
+        let pods = vec![
+            pod("low", json!({})),
+            pod("high", json!({"priority": 1000})),
+        ];
         let out = s.cycle(&pods, &[node(json!({}))], Instant::now()).await;
         assert_eq!(out.bound[0].0, "default/high");
     }

@@ -61,11 +61,14 @@ impl Reason {
     /// UnschedulableAndUnresolvable).
     pub fn unresolvable(&self) -> bool {
         match self {
-            Reason::NodeUnschedulable | Reason::NodeName | Reason::UntoleratedTaint { .. } | Reason::NodeAffinity => {
-                true
-            }
+            Reason::NodeUnschedulable
+            | Reason::NodeName
+            | Reason::UntoleratedTaint { .. }
+            | Reason::NodeAffinity => true,
             Reason::NodePorts => false,
-            Reason::TooManyPods { unresolvable } | Reason::Insufficient { unresolvable, .. } => *unresolvable,
+            Reason::TooManyPods { unresolvable } | Reason::Insufficient { unresolvable, .. } => {
+                *unresolvable
+            }
         }
     }
 }
@@ -75,9 +78,15 @@ impl fmt::Display for Reason {
         match self {
             Reason::NodeUnschedulable => f.write_str("node(s) were unschedulable"),
             Reason::NodeName => f.write_str("node(s) didn't match the requested node name"),
-            Reason::UntoleratedTaint { key, value } => write!(f, "node(s) had untolerated taint {{{key}: {value}}}"),
-            Reason::NodeAffinity => f.write_str("node(s) didn't match Pod's node affinity/selector"),
-            Reason::NodePorts => f.write_str("node(s) didn't have free ports for the requested pod ports"),
+            Reason::UntoleratedTaint { key, value } => {
+                write!(f, "node(s) had untolerated taint {{{key}: {value}}}")
+            }
+            Reason::NodeAffinity => {
+                f.write_str("node(s) didn't match Pod's node affinity/selector")
+            }
+            Reason::NodePorts => {
+                f.write_str("node(s) didn't have free ports for the requested pod ports")
+            }
             Reason::TooManyPods { .. } => f.write_str("Too many pods"),
             Reason::Insufficient { resource, .. } => write!(f, "Insufficient {resource}"),
         }
@@ -116,13 +125,21 @@ pub fn feasible(pod: &Pod, node: &Node, pods_on_node: &[&Pod]) -> Result<(), Vec
 }
 
 fn tolerations(pod: &Pod) -> &[Toleration] {
-    pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[])
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or(&[])
 }
 
 /// NodeUnschedulable: `spec.unschedulable` unless the pod tolerates
 /// `node.kubernetes.io/unschedulable:NoSchedule`.
 pub fn node_unschedulable(pod: &Pod, node: &Node) -> Option<Reason> {
-    if !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) {
+    if !node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false)
+    {
         return None;
     }
     let taint = Taint {
@@ -139,7 +156,11 @@ pub fn node_unschedulable(pod: &Pod, node: &Node) -> Option<Reason> {
 
 /// NodeName: a preset `spec.nodeName` must be this node.
 pub fn node_name(pod: &Pod, node: &Node) -> Option<Reason> {
-    let want = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())?;
+    let want = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())?;
     (Some(want) != node.metadata.name.as_deref()).then_some(Reason::NodeName)
 }
 
@@ -162,7 +183,11 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
 
 /// The node's taints plus the one implied by a Ready condition that is not True.
 pub fn effective_taints(node: &Node) -> Vec<Taint> {
-    let mut taints: Vec<Taint> = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let mut taints: Vec<Taint> = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
     let ready = node
         .status
         .as_ref()
@@ -175,7 +200,10 @@ pub fn effective_taints(node: &Node) -> Vec<Taint> {
         _ => Some(TAINT_NOT_READY),
     };
     if let Some(key) = implied {
-        if !taints.iter().any(|t| t.key == TAINT_NOT_READY || t.key == TAINT_UNREACHABLE) {
+        if !taints
+            .iter()
+            .any(|t| t.key == TAINT_NOT_READY || t.key == TAINT_UNREACHABLE)
+        {
             taints.push(Taint {
                 key: key.into(),
                 effect: "NoSchedule".into(),
@@ -213,10 +241,17 @@ pub fn node_affinity(pod: &Pod, node: &Node) -> Option<Reason> {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|na| {
+            na.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     if let Some(req) = required {
         let name = node.metadata.name.as_deref().unwrap_or("");
-        if !req.node_selector_terms.iter().any(|t| term_matches(t, labels, name)) {
+        if !req
+            .node_selector_terms
+            .iter()
+            .any(|t| term_matches(t, labels, name))
+        {
             return Some(Reason::NodeAffinity);
         }
     }
@@ -225,13 +260,19 @@ pub fn node_affinity(pod: &Pod, node: &Node) -> Option<Reason> {
 
 /// Whether one nodeSelectorTerm matches (its requirements are ANDed; a term
 /// with no requirements matches nothing, as upstream).
-pub fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, node_name: &str) -> bool {
+pub fn term_matches(
+    term: &NodeSelectorTerm,
+    labels: &BTreeMap<String, String>,
+    node_name: &str,
+) -> bool {
     let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
     let fields = term.match_fields.as_deref().unwrap_or(&[]);
     if exprs.is_empty() && fields.is_empty() {
         return false;
     }
-    exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
+    exprs
+        .iter()
+        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
         && fields.iter().all(|r| field_matches(r, node_name))
 }
 
@@ -275,7 +316,9 @@ fn field_matches(r: &NodeSelectorRequirement, node_name: &str) -> bool {
 /// Host ports a pod asks for: its containers' and sidecars' ports with a
 /// hostPort, as (hostIP, protocol, hostPort) with defaults filled in.
 pub fn host_ports(pod: &Pod) -> Vec<(String, String, i32)> {
-    let Some(spec) = pod.spec.as_ref() else { return Vec::new() };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
     let sidecars = spec
         .init_containers
         .iter()
@@ -291,8 +334,16 @@ pub fn host_ports(pod: &Pod) -> Vec<(String, String, i32)> {
 }
 
 fn port_key(p: &ContainerPort) -> (String, String, i32) {
-    let ip = p.host_ip.as_deref().filter(|s| !s.is_empty()).unwrap_or("0.0.0.0");
-    let proto = p.protocol.as_deref().filter(|s| !s.is_empty()).unwrap_or("TCP");
+    let ip = p
+        .host_ip
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("0.0.0.0");
+    let proto = p
+        .protocol
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("TCP");
     (ip.to_string(), proto.to_string(), p.host_port.unwrap_or(0))
 }
 
@@ -305,8 +356,9 @@ pub fn node_ports(pod: &Pod, pods_on_node: &[&Pod]) -> Option<Reason> {
     }
     let used: Vec<_> = pods_on_node.iter().flat_map(|p| host_ports(p)).collect();
     let clash = wanted.iter().any(|(ip, proto, port)| {
-        used.iter()
-            .any(|(uip, uproto, uport)| uport == port && uproto == proto && (uip == ip || uip == "0.0.0.0" || ip == "0.0.0.0"))
+        used.iter().any(|(uip, uproto, uport)| {
+            uport == port && uproto == proto && (uip == ip || uip == "0.0.0.0" || ip == "0.0.0.0")
+        })
     });
     clash.then_some(Reason::NodePorts)
 }
@@ -402,7 +454,10 @@ mod tests {
 
     #[test]
     fn plain_pod_fits_ready_node() {
-        assert_eq!(feasible(&pod("p", json!({})), &node(json!({})), &[]), Ok(()));
+        assert_eq!(
+            feasible(&pod("p", json!({})), &node(json!({})), &[]),
+            Ok(())
+        );
     }
 
     #[test]
@@ -418,7 +473,10 @@ mod tests {
     #[test]
     fn unschedulable_node_unless_tolerated() {
         let n = node(json!({"spec": {"unschedulable": true}}));
-        assert_eq!(err(feasible(&pod("p", json!({})), &n, &[])), ["node(s) were unschedulable"]);
+        assert_eq!(
+            err(feasible(&pod("p", json!({})), &n, &[])),
+            ["node(s) were unschedulable"]
+        );
         let tol = json!({"tolerations": [{"key": TAINT_UNSCHEDULABLE, "operator": "Exists", "effect": "NoSchedule"}]});
         assert!(feasible(&pod("p", tol), &n, &[]).is_ok());
     }
@@ -430,7 +488,8 @@ mod tests {
             err(feasible(&pod("p", json!({})), &n, &[])),
             ["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"]
         );
-        let unknown = node(json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}));
+        let unknown =
+            node(json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}));
         assert_eq!(
             err(feasible(&pod("p", json!({})), &unknown, &[])),
             ["node(s) had untolerated taint {node.kubernetes.io/unreachable: }"]
@@ -452,21 +511,33 @@ mod tests {
             ["node(s) had untolerated taint {dedicated: gpu}"]
         );
         for (tol, ok) in [
-            (json!({"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}), true),
+            (
+                json!({"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}),
+                true,
+            ),
             (json!({"key": "dedicated", "value": "gpu"}), true),
             (json!({"key": "dedicated", "operator": "Exists"}), true),
             (json!({"operator": "Exists"}), true),
             (json!({"operator": "Exists", "effect": "NoSchedule"}), true),
             (json!({"operator": "Exists", "effect": "NoExecute"}), false),
-            (json!({"key": "dedicated", "operator": "Equal", "value": "cpu"}), false),
+            (
+                json!({"key": "dedicated", "operator": "Equal", "value": "cpu"}),
+                false,
+            ),
             (json!({"key": "other", "operator": "Exists"}), false),
-            (json!({"key": "dedicated", "operator": "Bogus", "value": "gpu"}), false),
+            (
+                json!({"key": "dedicated", "operator": "Bogus", "value": "gpu"}),
+                false,
+            ),
         ] {
             let p = pod("p", json!({"tolerations": [tol.clone()]}));
             assert_eq!(feasible(&p, &n, &[]).is_ok(), ok, "{tol}");
         }
         let exec = node(json!({"spec": {"taints": [{"key": "k", "effect": "NoExecute"}]}}));
-        assert_eq!(err(feasible(&pod("p", json!({})), &exec, &[])), ["node(s) had untolerated taint {k: }"]);
+        assert_eq!(
+            err(feasible(&pod("p", json!({})), &exec, &[])),
+            ["node(s) had untolerated taint {k: }"]
+        );
     }
 
     #[test]
@@ -474,7 +545,11 @@ mod tests {
         let n = node(json!({}));
         assert!(feasible(&pod("p", json!({"nodeSelector": {"zone": "a"}})), &n, &[]).is_ok());
         assert_eq!(
-            err(feasible(&pod("p", json!({"nodeSelector": {"zone": "b"}})), &n, &[])),
+            err(feasible(
+                &pod("p", json!({"nodeSelector": {"zone": "b"}})),
+                &n,
+                &[]
+            )),
             ["node(s) didn't match Pod's node affinity/selector"]
         );
         assert!(feasible(&pod("p", json!({"nodeSelector": {"missing": ""}})), &n, &[]).is_err());
@@ -491,23 +566,62 @@ mod tests {
     fn required_node_affinity_operators() {
         let n = node(json!({}));
         let cases = [
-            (json!({"key": "zone", "operator": "In", "values": ["a", "b"]}), true),
-            (json!({"key": "zone", "operator": "In", "values": ["b"]}), false),
-            (json!({"key": "zone", "operator": "In", "values": []}), false),
-            (json!({"key": "zone", "operator": "NotIn", "values": ["b"]}), true),
-            (json!({"key": "zone", "operator": "NotIn", "values": ["a"]}), false),
-            (json!({"key": "nope", "operator": "NotIn", "values": ["a"]}), true),
+            (
+                json!({"key": "zone", "operator": "In", "values": ["a", "b"]}),
+                true,
+            ),
+            (
+                json!({"key": "zone", "operator": "In", "values": ["b"]}),
+                false,
+            ),
+            (
+                json!({"key": "zone", "operator": "In", "values": []}),
+                false,
+            ),
+            (
+                json!({"key": "zone", "operator": "NotIn", "values": ["b"]}),
+                true,
+            ),
+            (
+                json!({"key": "zone", "operator": "NotIn", "values": ["a"]}),
+                false,
+            ),
+            (
+                json!({"key": "nope", "operator": "NotIn", "values": ["a"]}),
+                true,
+            ),
             (json!({"key": "zone", "operator": "Exists"}), true),
             (json!({"key": "nope", "operator": "Exists"}), false),
             (json!({"key": "nope", "operator": "DoesNotExist"}), true),
             (json!({"key": "zone", "operator": "DoesNotExist"}), false),
-            (json!({"key": "size", "operator": "Gt", "values": ["4"]}), true),
-            (json!({"key": "size", "operator": "Gt", "values": ["5"]}), false),
-            (json!({"key": "size", "operator": "Lt", "values": ["6"]}), true),
-            (json!({"key": "size", "operator": "Lt", "values": ["5"]}), false),
-            (json!({"key": "zone", "operator": "Gt", "values": ["1"]}), false),
-            (json!({"key": "size", "operator": "Gt", "values": ["1", "2"]}), false),
-            (json!({"key": "zone", "operator": "Weird", "values": ["a"]}), false),
+            (
+                json!({"key": "size", "operator": "Gt", "values": ["4"]}),
+                true,
+            ),
+            (
+                json!({"key": "size", "operator": "Gt", "values": ["5"]}),
+                false,
+            ),
+            (
+                json!({"key": "size", "operator": "Lt", "values": ["6"]}),
+                true,
+            ),
+            (
+                json!({"key": "size", "operator": "Lt", "values": ["5"]}),
+                false,
+            ),
+            (
+                json!({"key": "zone", "operator": "Gt", "values": ["1"]}),
+                false,
+            ),
+            (
+                json!({"key": "size", "operator": "Gt", "values": ["1", "2"]}),
+                false,
+            ),
+            (
+                json!({"key": "zone", "operator": "Weird", "values": ["a"]}),
+                false,
+            ),
         ];
         for (expr, ok) in cases {
             let p = affinity(json!([{"matchExpressions": [expr.clone()]}]));
@@ -534,12 +648,19 @@ mod tests {
         assert!(feasible(&affinity(json!([])), &n, &[]).is_err());
         // nodeSelector and affinity must both match.
         let mut both = affinity(json!([field("In", "n1")]));
-        both.spec.as_mut().unwrap().node_selector = Some([("zone".to_string(), "b".to_string())].into());
-        assert_eq!(err(feasible(&both, &n, &[])), ["node(s) didn't match Pod's node affinity/selector"]);
+        both.spec.as_mut().unwrap().node_selector =
+            Some([("zone".to_string(), "b".to_string())].into());
+        assert_eq!(
+            err(feasible(&both, &n, &[])),
+            ["node(s) didn't match Pod's node affinity/selector"]
+        );
     }
 
     fn with_port(name: &str, port: Value) -> Pod {
-        pod(name, json!({"containers": [{"name": "c", "image": "x", "ports": [port]}]}))
+        pod(
+            name,
+            json!({"containers": [{"name": "c", "image": "x", "ports": [port]}]}),
+        )
     }
 
     #[test]
@@ -548,18 +669,30 @@ mod tests {
         let used = with_port("a", json!({"containerPort": 80, "hostPort": 8080}));
         let cases = [
             (json!({"containerPort": 80, "hostPort": 8080}), false),
-            (json!({"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}), true),
+            (
+                json!({"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}),
+                true,
+            ),
             (json!({"containerPort": 80, "hostPort": 8081}), true),
-            (json!({"containerPort": 80, "hostPort": 8080, "hostIP": "127.0.0.1"}), false),
+            (
+                json!({"containerPort": 80, "hostPort": 8080, "hostIP": "127.0.0.1"}),
+                false,
+            ),
             (json!({"containerPort": 8080}), true),
         ];
         for (port, ok) in cases {
             let p = with_port("p", port.clone());
             assert_eq!(feasible(&p, &n, &[&used]).is_ok(), ok, "{port}");
         }
-        let specific = with_port("b", json!({"containerPort": 80, "hostPort": 9090, "hostIP": "10.0.0.1"}));
+        let specific = with_port(
+            "b",
+            json!({"containerPort": 80, "hostPort": 9090, "hostIP": "10.0.0.1"}),
+        );
         for (ip, ok) in [("10.0.0.1", false), ("10.0.0.2", true), ("0.0.0.0", false)] {
-            let p = with_port("p", json!({"containerPort": 1, "hostPort": 9090, "hostIP": ip}));
+            let p = with_port(
+                "p",
+                json!({"containerPort": 1, "hostPort": 9090, "hostIP": ip}),
+            );
             assert_eq!(feasible(&p, &n, &[&specific]).is_ok(), ok, "{ip}");
         }
         let p = with_port("p", json!({"containerPort": 80, "hostPort": 8080}));
@@ -578,7 +711,10 @@ mod tests {
         let n = node(json!({}));
         let a = with_requests("a", "1500m", "1Gi");
         assert!(feasible(&with_requests("p", "500m", "3Gi"), &n, &[&a]).is_ok());
-        assert_eq!(err(feasible(&with_requests("p", "600m", "1Gi"), &n, &[&a])), ["Insufficient cpu"]);
+        assert_eq!(
+            err(feasible(&with_requests("p", "600m", "1Gi"), &n, &[&a])),
+            ["Insufficient cpu"]
+        );
         assert_eq!(
             err(feasible(&with_requests("p", "1", "3.5Gi"), &n, &[&a])),
             ["Insufficient cpu", "Insufficient memory"]
@@ -599,7 +735,10 @@ mod tests {
     fn ephemeral_and_extended_resources() {
         let n = node(json!({"status": {"allocatable": {"example.com/gpu": "1"}}}));
         let gpu = |name: &str, k: &str, v: &str| {
-            pod(name, json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": {k: v}}}]}))
+            pod(
+                name,
+                json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": {k: v}}}]}),
+            )
         };
         assert!(feasible(&gpu("p", "example.com/gpu", "1"), &n, &[]).is_ok());
         let holder = gpu("h", "example.com/gpu", "1");
@@ -607,7 +746,10 @@ mod tests {
             err(feasible(&gpu("p", "example.com/gpu", "1"), &n, &[&holder])),
             ["Insufficient example.com/gpu"]
         );
-        assert_eq!(err(feasible(&gpu("p", "other.io/fpga", "1"), &n, &[])), ["Insufficient other.io/fpga"]);
+        assert_eq!(
+            err(feasible(&gpu("p", "other.io/fpga", "1"), &n, &[])),
+            ["Insufficient other.io/fpga"]
+        );
         assert_eq!(
             err(feasible(&gpu("p", "ephemeral-storage", "11Gi"), &n, &[])),
             ["Insufficient ephemeral-storage"]
@@ -617,9 +759,16 @@ mod tests {
     #[test]
     fn too_many_pods() {
         let n = node(json!({}));
-        let (a, b, c) = (pod("a", json!({})), pod("b", json!({})), pod("c", json!({})));
+        let (a, b, c) = (
+            pod("a", json!({})),
+            pod("b", json!({})),
+            pod("c", json!({})),
+        );
         assert!(feasible(&pod("p", json!({})), &n, &[&a, &b]).is_ok());
-        assert_eq!(err(feasible(&pod("p", json!({})), &n, &[&a, &b, &c])), ["Too many pods"]);
+        assert_eq!(
+            err(feasible(&pod("p", json!({})), &n, &[&a, &b, &c])),
+            ["Too many pods"]
+        );
         let r = feasible(&with_requests("p", "3", "0"), &n, &[&a, &b, &c]).unwrap_err();
         assert_eq!(r.len(), 2);
         let zero = node(json!({"status": {"allocatable": {"pods": "0"}}}));
@@ -630,6 +779,9 @@ mod tests {
     fn first_failing_filter_wins() {
         let n = node(json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}));
         let p = pod("p", json!({"nodeSelector": {"zone": "b"}}));
-        assert_eq!(err(feasible(&p, &n, &[])), ["node(s) had untolerated taint {k: }"]);
+        assert_eq!(
+            err(feasible(&p, &n, &[])),
+            ["node(s) had untolerated taint {k: }"]
+        );
     }
 }

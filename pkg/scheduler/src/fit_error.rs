@@ -30,7 +30,10 @@ fn histogram<I: IntoIterator<Item = String>>(per_node: impl Iterator<Item = I>) 
             *counts.entry(r).or_insert(0) += 1;
         }
     }
-    let mut parts: Vec<String> = counts.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let mut parts: Vec<String> = counts
+        .into_iter()
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
     parts.sort();
     parts.join(", ")
 }
@@ -93,10 +96,19 @@ mod tests {
         let e = FitError {
             num_nodes: 4,
             node_reasons: vec![
-                ("a".into(), vec![insufficient("memory"), insufficient("cpu")]),
+                (
+                    "a".into(),
+                    vec![insufficient("memory"), insufficient("cpu")],
+                ),
                 ("b".into(), vec![insufficient("memory")]),
                 ("c".into(), vec![Reason::NodeAffinity]),
-                ("d".into(), vec![Reason::UntoleratedTaint { key: "k".into(), value: "v".into() }]),
+                (
+                    "d".into(),
+                    vec![Reason::UntoleratedTaint {
+                        key: "k".into(),
+                        value: "v".into(),
+                    }],
+                ),
             ],
             preemption_never: false,
         };
@@ -131,7 +143,12 @@ mod tests {
             .starts_with("0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."));
         let pods = FitError {
             num_nodes: 1,
-            node_reasons: vec![("n".into(), vec![Reason::TooManyPods { unresolvable: false }])],
+            node_reasons: vec![(
+                "n".into(),
+                vec![Reason::TooManyPods {
+                    unresolvable: false,
+                }],
+            )],
             preemption_never: true,
         };
         assert_eq!(

@@ -69,12 +69,25 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn spawn_reflector<K>(api: Api<K>, what: &'static str, notify: Arc<Notify>) -> (Store<K>, AbortOnDrop)
+fn spawn_reflector<K>(
+    api: Api<K>,
+    what: &'static str,
+    notify: Arc<Notify>,
+) -> (Store<K>, AbortOnDrop)
 where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
@@ -93,10 +106,15 @@ async fn shut(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Runs the scheduler until `shutdown` becomes true.
-pub async fn run(client: kube::Client, cfg: SchedulerConfig, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+pub async fn run(
+    client: kube::Client,
+    cfg: SchedulerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
     let notify = Arc::new(Notify::new());
     let (pods, _pod_task) = spawn_reflector(Api::<Pod>::all(client.clone()), "pod", notify.clone());
-    let (nodes, _node_task) = spawn_reflector(Api::<Node>::all(client.clone()), "node", notify.clone());
+    let (nodes, _node_task) =
+        spawn_reflector(Api::<Node>::all(client.clone()), "node", notify.clone());
     tokio::select! {
         r = async { tokio::try_join!(pods.wait_until_ready(), nodes.wait_until_ready()) } => {
             r.map_err(|_| Error::WatchEnded("pod or node"))?;
@@ -104,7 +122,11 @@ pub async fn run(client: kube::Client, cfg: SchedulerConfig, mut shutdown: watch
         _ = shut(&mut shutdown) => return Ok(()),
     }
     tracing::info!(name = %cfg.scheduler_name, "scheduler started");
-    let mut scheduler = cycle::Scheduler::new(client::KubeWriter::new(client), cfg.scheduler_name.clone(), cfg.resync);
+    let mut scheduler = cycle::Scheduler::new(
+        client::KubeWriter::new(client),
+        cfg.scheduler_name.clone(),
+        cfg.resync,
+    );
     loop {
         let now = std::time::Instant::now();
         let outcome = scheduler.cycle(&pods.state(), &nodes.state(), now).await;
@@ -117,4 +139,26 @@ pub async fn run(client: kube::Client, cfg: SchedulerConfig, mut shutdown: watch
     }
     tracing::info!("scheduler stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The launcher spawns `run` on a multi-threaded runtime.
+    #[allow(dead_code, unreachable_code, clippy::diverging_sub_expression)]
+    fn run_is_send(client: kube::Client) {
+        let (_tx, rx) = watch::channel(false);
+        let fut = run(client, SchedulerConfig::default(), rx);
+        assert_send(&fut);
+    }
+
+    #[test]
+    fn default_config() {
+        let c = SchedulerConfig::default();
+        assert_eq!(c.scheduler_name, "default-scheduler");
+        assert_eq!(c.resync, Duration::from_secs(30));
+    }
 }

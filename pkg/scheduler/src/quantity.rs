@@ -90,16 +90,24 @@ pub fn parse(s: &str) -> Result<Quantity, QuantityError> {
     let mut mantissa: i128 = 0;
     for c in int_part.chars().chain(frac_part.chars()) {
         let d = i128::from(c.to_digit(10).ok_or_else(err_num)?);
-        mantissa = mantissa.checked_mul(10).and_then(|m| m.checked_add(d)).ok_or_else(err_big)?;
+        mantissa = mantissa
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(d))
+            .ok_or_else(err_big)?;
     }
-    let (exp10, exp2) = suffix_exponents(suffix).ok_or_else(|| QuantityError::BadSuffix(s.to_string()))?;
+    let (exp10, exp2) =
+        suffix_exponents(suffix).ok_or_else(|| QuantityError::BadSuffix(s.to_string()))?;
     // milli = mantissa × 10^(exp10 − frac_len + 3) × 2^exp2, rounded up.
     let frac_len = i32::try_from(frac_part.len()).map_err(|_| err_big())?;
     let exp = exp10 - frac_len + 3;
     let signed = if negative { -mantissa } else { mantissa };
-    let scaled = signed.checked_mul(pow(2, exp2).ok_or_else(err_big)?).ok_or_else(err_big)?;
+    let scaled = signed
+        .checked_mul(pow(2, exp2).ok_or_else(err_big)?)
+        .ok_or_else(err_big)?;
     let milli = if exp >= 0 {
-        scaled.checked_mul(pow(10, exp as u32).ok_or_else(err_big)?).ok_or_else(err_big)?
+        scaled
+            .checked_mul(pow(10, exp as u32).ok_or_else(err_big)?)
+            .ok_or_else(err_big)?
     } else {
         match pow(10, exp.unsigned_abs()) {
             Some(div) => ceil_div(scaled, div),
@@ -130,7 +138,9 @@ fn suffix_exponents(suffix: &str) -> Option<(i32, u32)> {
         "P" => (15, 0),
         "E" => (18, 0),
         _ => {
-            let exp = suffix.strip_prefix('e').or_else(|| suffix.strip_prefix('E'))?;
+            let exp = suffix
+                .strip_prefix('e')
+                .or_else(|| suffix.strip_prefix('E'))?;
             let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
@@ -160,7 +170,9 @@ mod tests {
     use super::*;
 
     fn milli(s: &str) -> i128 {
-        parse(s).unwrap_or_else(|e| panic!("{s}: {e}")).milli_value()
+        parse(s)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .milli_value()
     }
 
     #[test]
@@ -210,7 +222,10 @@ mod tests {
         assert!(matches!(parse("1ki"), Err(QuantityError::BadSuffix(_))));
         assert!(matches!(parse("1e"), Err(QuantityError::BadSuffix(_))));
         assert!(matches!(parse("1 Mi"), Err(QuantityError::BadSuffix(_))));
-        assert!(matches!(parse("99999999999999999999999999999999999999999"), Err(QuantityError::TooLarge(_))));
+        assert!(matches!(
+            parse("99999999999999999999999999999999999999999"),
+            Err(QuantityError::TooLarge(_))
+        ));
         assert!(matches!(parse("1e100"), Err(QuantityError::TooLarge(_))));
     }
 
@@ -224,6 +239,9 @@ mod tests {
     fn display_and_from_str() {
         assert_eq!(Quantity::from_milli(1500).to_string(), "1500m");
         assert_eq!(Quantity::from_milli(2000).to_string(), "2");
-        assert_eq!("250m".parse::<Quantity>().unwrap(), Quantity::from_milli(250));
+        assert_eq!(
+            "250m".parse::<Quantity>().unwrap(),
+            Quantity::from_milli(250)
+        );
     }
 }

@@ -59,7 +59,11 @@ pub fn pod_reference(pod: &Pod) -> ObjectReference {
 
 /// A new FailedScheduling event for `pod` (count 1).
 pub fn failed_scheduling_event(pod: &Pod, message: &str, component: &str, now: Timestamp) -> Event {
-    let name = format!("{}.{:x}", pod.metadata.name.as_deref().unwrap_or("pod"), now.as_nanosecond());
+    let name = format!(
+        "{}.{:x}",
+        pod.metadata.name.as_deref().unwrap_or("pod"),
+        now.as_nanosecond()
+    );
     Event {
         metadata: ObjectMeta {
             name: Some(name),
@@ -93,8 +97,10 @@ mod tests {
     use super::*;
 
     fn pod(conditions: Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "default", "uid": "u1"},
-            "spec": {"containers": []}, "status": {"conditions": conditions}}))
+        serde_json::from_value(
+            json!({"metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": []}, "status": {"conditions": conditions}}),
+        )
         .unwrap()
     }
 
@@ -118,11 +124,16 @@ mod tests {
     #[test]
     fn same_condition_is_not_rewritten_and_transition_time_is_kept() {
         let now = ts("2025-01-01T00:05:00Z");
-        let existing = pod(json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": "old", "lastTransitionTime": "2025-01-01T00:00:00Z"}]));
+        let existing = pod(
+            json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "old", "lastTransitionTime": "2025-01-01T00:00:00Z"}]),
+        );
         assert!(unschedulable_patch(&existing, "old", now).is_none());
         let p = unschedulable_patch(&existing, "new", now).unwrap();
-        assert_eq!(p["status"]["conditions"][0]["lastTransitionTime"], "2025-01-01T00:00:00Z");
+        assert_eq!(
+            p["status"]["conditions"][0]["lastTransitionTime"],
+            "2025-01-01T00:00:00Z"
+        );
     }
 
     #[test]

@@ -35,7 +35,12 @@ pub const DEFAULT_MEMORY: i128 = 200 * 1024 * 1024 * 1000;
 pub fn to_list(map: Option<&BTreeMap<String, ApiQuantity>>) -> ResourceList {
     map.into_iter()
         .flatten()
-        .map(|(k, v)| (k.clone(), quantity::parse(&v.0).map(|q| q.milli_value()).unwrap_or(0)))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                quantity::parse(&v.0).map(|q| q.milli_value()).unwrap_or(0),
+            )
+        })
         .collect()
 }
 
@@ -80,7 +85,10 @@ pub fn pod_nonzero_requests(pod: &Pod) -> ResourceList {
     })
 }
 
-fn pod_requests_with(pod: &Pod, per_container: impl Fn(&Container) -> ResourceList) -> ResourceList {
+fn pod_requests_with(
+    pod: &Pod,
+    per_container: impl Fn(&Container) -> ResourceList,
+) -> ResourceList {
     let Some(spec) = pod.spec.as_ref() else {
         return ResourceList::new();
     };
@@ -168,13 +176,17 @@ mod tests {
 
     #[test]
     fn extended_resources_are_kept() {
-        let p = pod(json!({"containers": [{"name": "a", "resources": {"requests": {"example.com/gpu": "2"}}}]}));
+        let p = pod(
+            json!({"containers": [{"name": "a", "resources": {"requests": {"example.com/gpu": "2"}}}]}),
+        );
         assert_eq!(pod_requests(&p)["example.com/gpu"], 2000);
     }
 
     #[test]
     fn nonzero_defaults_fill_missing_requests() {
-        let p = pod(json!({"containers": [{"name": "a"}, {"name": "b", "resources": req("1", "1Mi")}]}));
+        let p = pod(
+            json!({"containers": [{"name": "a"}, {"name": "b", "resources": req("1", "1Mi")}]}),
+        );
         let r = pod_nonzero_requests(&p);
         assert_eq!(r[CPU], 1100);
         assert_eq!(r[MEMORY], DEFAULT_MEMORY + 1024 * 1024 * 1000);
@@ -182,7 +194,10 @@ mod tests {
 
     #[test]
     fn allocatable_falls_back_to_capacity() {
-        let n: Node = serde_json::from_value(json!({"metadata": {"name": "n"}, "status": {"capacity": {"cpu": "2", "pods": "110"}}})).unwrap();
+        let n: Node = serde_json::from_value(
+            json!({"metadata": {"name": "n"}, "status": {"capacity": {"cpu": "2", "pods": "110"}}}),
+        )
+        .unwrap();
         let a = allocatable(&n);
         assert_eq!(a[CPU], 2000);
         assert_eq!(a[PODS], 110_000);

@@ -76,7 +76,11 @@ impl Unschedulable {
     /// The earliest instant at which a parked pod becomes due without any
     /// cluster change, or after its back-off if `fingerprint_of(uid)` already
     /// differs from the recorded one.
-    pub fn next_due(&self, resync: Duration, fingerprint_of: impl Fn(&str) -> Option<u64>) -> Option<Instant> {
+    pub fn next_due(
+        &self,
+        resync: Duration,
+        fingerprint_of: impl Fn(&str) -> Option<u64>,
+    ) -> Option<Instant> {
         self.entries
             .iter()
             .map(|(uid, e)| match fingerprint_of(uid) {
@@ -124,7 +128,10 @@ mod tests {
         q.failed("u", 7, t0);
         assert!(!q.due("u", 8, t0 + Duration::from_millis(500), RESYNC));
         assert!(q.due("u", 8, t0 + Duration::from_secs(1), RESYNC));
-        assert_eq!(q.next_due(RESYNC, |_| Some(8)), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(
+            q.next_due(RESYNC, |_| Some(8)),
+            Some(t0 + Duration::from_secs(1))
+        );
         let t1 = t0 + Duration::from_secs(1);
         q.failed("u", 8, t1);
         assert!(!q.due("u", 9, t1 + Duration::from_millis(1500), RESYNC));

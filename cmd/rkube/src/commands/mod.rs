@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod daemon;
 pub mod delete;
+pub mod image;
 pub mod logs;
 pub mod profile;
 pub mod start;

@@ -16,6 +16,7 @@ use crate::state::AppState;
 use crate::status::{ApiError, ApiResult};
 
 mod crud;
+pub mod proxy;
 mod subresources;
 mod watch;
 

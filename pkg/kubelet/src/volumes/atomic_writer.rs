@@ -88,7 +88,10 @@ impl AtomicWriter {
     pub fn write(&self, payload: &Payload) -> io::Result<bool> {
         for p in payload.keys() {
             validate_path(p).map_err(|m| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("invalid path {p:?}: {m}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("invalid path {p:?}: {m}"),
+                )
             })?;
         }
         fs::create_dir_all(&self.dir).map_err(|e| io_at(&self.dir, e))?;
@@ -103,7 +106,9 @@ impl AtomicWriter {
         }
 
         // 1. The new timestamped directory.
-        let ts = chrono::Utc::now().format("..%Y_%m_%d_%H_%M_%S.%f").to_string();
+        let ts = chrono::Utc::now()
+            .format("..%Y_%m_%d_%H_%M_%S.%f")
+            .to_string();
         let mut name = ts.clone();
         let mut n = 0;
         while self.dir.join(&name).exists() {
@@ -131,7 +136,10 @@ impl AtomicWriter {
                 }
             }
             fs::write(&path, &f.data).map_err(|e| io_at(&path, e))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(self.effective_mode(f.mode)))?;
+            fs::set_permissions(
+                &path,
+                fs::Permissions::from_mode(self.effective_mode(f.mode)),
+            )?;
             self.chgrp(&path)?;
         }
 
@@ -245,10 +253,7 @@ fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, (Vec<u8>, u32)>) -> 
                 .strip_prefix(base)
                 .map_err(|e| io::Error::other(e.to_string()))?;
             let mode = entry.metadata()?.permissions().mode() & 0o7777;
-            out.insert(
-                rel.to_string_lossy().into_owned(),
-                (fs::read(&path)?, mode),
-            );
+            out.insert(rel.to_string_lossy().into_owned(), (fs::read(&path)?, mode));
         }
     }
     Ok(())
@@ -280,8 +285,15 @@ mod tests {
         assert_eq!(fs::read_to_string(vol.join("a")).unwrap(), "1");
         assert_eq!(fs::read_to_string(vol.join("dir/b")).unwrap(), "2");
         assert_eq!(fs::read_link(vol.join("a")).unwrap(), Path::new("..data/a"));
-        assert_eq!(fs::read_link(vol.join("dir")).unwrap(), Path::new("..data/dir"));
-        let mode = fs::metadata(vol.join("dir/b")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            fs::read_link(vol.join("dir")).unwrap(),
+            Path::new("..data/dir")
+        );
+        let mode = fs::metadata(vol.join("dir/b"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o400);
         let first = fs::read_link(vol.join(DATA)).unwrap();
         assert!(first.to_string_lossy().starts_with(".."));

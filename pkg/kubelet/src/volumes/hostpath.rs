@@ -67,9 +67,7 @@ pub fn check_host_path(path: &Path, ty: &str) -> Result<(), VolumeError> {
             Some(f) if f.is_block_device() => Ok(()),
             _ => Err(fail(path, "a block device")),
         },
-        other => Err(VolumeError::Unsupported(format!(
-            "hostPath type {other:?}"
-        ))),
+        other => Err(VolumeError::Unsupported(format!("hostPath type {other:?}"))),
     }
 }
 
