@@ -181,7 +181,7 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
         let pod = objects::name(&b).to_string();
         return super::subresources::bind(&ctx, &pod, &b).await;
     }
-    if !ctx.res.verbs.iter().any(|v| *v == verb) {
+    if !ctx.res.verbs.contains(&verb) {
         return Err(ApiError::method_not_allowed(&verb, &ctx.res.plural));
     }
     match verb.as_str() {
@@ -703,11 +703,15 @@ async fn prepare_create(ctx: &Ctx, obj: &mut Value, uid: &str) -> ApiResult<()> 
         ("", "Service") => crate::hooks::allocate_service(ctx, obj).await?,
         ("batch", "Job") => {
             validation::default_job_selector(obj, uid);
-            obj.as_object_mut().map(|m| m.remove("status"));
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {}
         _ if has_status_sub => {
-            obj.as_object_mut().map(|m| m.remove("status"));
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
         }
         _ => {}
     }

@@ -251,7 +251,7 @@ async fn scale(ctx: Ctx, req: Request) -> ApiResult<Response> {
             .unwrap_or(0);
         let selector = if ctx.crd.is_none() {
             obj.pointer("/spec/selector")
-                .map(|s| label_selector_string(s))
+                .map(label_selector_string)
                 .unwrap_or_default()
         } else {
             selector_path

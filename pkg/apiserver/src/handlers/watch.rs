@@ -147,7 +147,10 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
                     let Some(ev) = ev else { return };
                     last_rv = ev.kv.mod_revision;
                     let Ok(mut obj) = decode(&ev.kv) else { continue };
-                    obj.as_object_mut().map(|m| { m.entry("apiVersion").or_insert(json!(api_version)); m.entry("kind").or_insert(json!(kind)); });
+                    if let Some(m) = obj.as_object_mut() {
+                        m.entry("apiVersion").or_insert(json!(api_version));
+                        m.entry("kind").or_insert(json!(kind));
+                    }
                     let now_match = matches(&obj);
                     let prev_match = ev.prev.as_ref().and_then(|p| decode(p).ok()).is_some_and(|p| matches(&p));
                     let kind_s = match ev.kind {
