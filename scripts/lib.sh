@@ -40,5 +40,20 @@ or from the pkgs.k8s.io apt repository (package "kubectl"), then run this script
 MSG
 }
 
-# Container runtimes (runc/crun, conmon, containerd, ...) are installed here
-# once the node agent lands; the API server alone needs nothing more.
+# Debian packages rkube uses: protoc to build the CRI bindings; the
+# container runtimes and their helpers; the standard CNI plugins; tools the
+# tests use to build and serve images.
+RKUBE_DEBIAN_PACKAGES="protobuf-compiler containerd runc crun conmon containernetworking-plugins iptables busybox-static skopeo umoci docker-registry ca-certificates"
+
+# Installs every missing package of RKUBE_DEBIAN_PACKAGES.
+need_packages() {
+    local missing=()
+    for p in $RKUBE_DEBIAN_PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    log "installing Debian packages: ${missing[*]}"
+    apt_install "${missing[@]}" || die "could not install ${missing[*]}; install them with apt-get (as root) and run this script again"
+    # docker-registry starts a system service on port 5000; the tests start their own.
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
+}

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 need_rust
 need_command curl curl
+need_packages
 if ! command -v kubectl >/dev/null 2>&1; then
     kubectl_help
     log "continuing without kubectl: the cluster starts, but you need kubectl to use it"

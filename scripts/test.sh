@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 need_rust
 need_command curl curl
+need_packages
 need_command diff diffutils
 if ! command -v kubectl >/dev/null 2>&1; then
     kubectl_help

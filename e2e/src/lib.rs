@@ -107,9 +107,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts profile `name` on a free port with a private `RKUBE_HOME` and
-    /// `KUBECONFIG`, and waits until `rkube start` has returned success.
+    /// Starts the control plane only (`--disable-agent`) of profile `name`
+    /// on a free port with a private `RKUBE_HOME` and `KUBECONFIG`, and
+    /// waits until `rkube start` has returned success. API tests use this,
+    /// so many can run in parallel without sharing a pod network.
     pub fn start(name: &str) -> Result<Cluster> {
+        Self::start_with(name, &["--disable-agent"])
+    }
+
+    /// Starts profile `name` with extra `rkube start` flags (e.g.
+    /// `--container-runtime=containerd` for a cluster that runs pods).
+    pub fn start_with(name: &str, extra: &[&str]) -> Result<Cluster> {
         let bin = rkube_bin()?;
         let cluster = Cluster {
             name: name.to_string(),
@@ -125,10 +133,9 @@ impl Cluster {
         };
         std::fs::create_dir_all(cluster.work.path().join("out"))?;
         let port = cluster.port.to_string();
-        let out = cluster.run_rkube(
-            &["start", "--profile", name, "--apiserver-port", &port],
-            START_TIMEOUT,
-        )?;
+        let mut args = vec!["start", "--profile", name, "--apiserver-port", &port];
+        args.extend_from_slice(extra);
+        let out = cluster.run_rkube(&args, START_TIMEOUT)?;
         if !out.status.success() {
             bail!(
                 "rkube start --profile {name} failed: {}\n--- rkube.log (tail) ---\n{}",
@@ -421,6 +428,200 @@ fn kill9_and_wait(pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// How often pod and node waits poll (each poll is one kubectl call).
+const POLL: Duration = Duration::from_millis(500);
+
+/// Helpers for clusters that run pods (started with a node agent through
+/// [`Cluster::start_with`]): JSON reads through kubectl, bounded waits whose
+/// errors carry the diagnostics a human would look at.
+impl Cluster {
+    /// `kubectl get <args> -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut full = vec!["get"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["-o", "json"]);
+        let out = self.kubectl(&full);
+        if !out.status.success() {
+            bail!("kubectl {} failed: {}", full.join(" "), describe(&out));
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("parse output of kubectl {}", full.join(" ")))
+    }
+
+    /// The pod `name` in the context's namespace, as JSON.
+    pub fn pod_json(&self, name: &str) -> Result<serde_json::Value> {
+        self.get_json(&["pod", name])
+    }
+
+    /// Polls pod `name` until `check` holds, at most `timeout`; returns the
+    /// pod. The error names `what` was awaited and carries
+    /// [`Cluster::pod_diagnostics`].
+    pub fn wait_pod(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            match self.pod_json(name) {
+                Ok(pod) if check(&pod) => return Ok(pod),
+                Ok(pod) => last = Some(pod),
+                Err(e) => last = Some(serde_json::Value::String(format!("{e:#}"))),
+            }
+            if Instant::now() >= deadline {
+                let status = last
+                    .as_ref()
+                    .map(|p| serde_json::to_string_pretty(p.get("status").unwrap_or(p)))
+                    .transpose()?
+                    .unwrap_or_default();
+                bail!(
+                    "pod {name}: not {what} after {timeout:?}\n--- last status ---\n{status}\n{}",
+                    self.pod_diagnostics(name)
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits until pod `name` is Running with every container ready.
+    pub fn wait_pod_ready(&self, name: &str, timeout: Duration) -> Result<serde_json::Value> {
+        self.wait_pod(name, "Running and Ready", timeout, |p| {
+            pod_phase(p) == "Running" && pod_condition(p, "Ready") == Some("True")
+        })
+    }
+
+    /// Waits until pod `name` reached phase `phase` (e.g. `Succeeded`).
+    pub fn wait_pod_phase(
+        &self,
+        name: &str,
+        phase: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        self.wait_pod(name, &format!("in phase {phase}"), timeout, |p| {
+            pod_phase(p) == phase
+        })
+    }
+
+    /// Waits until `kubectl get pod name` answers NotFound.
+    pub fn wait_pod_gone(&self, name: &str, timeout: Duration) -> Result<()> {
+        let gone = eventually(timeout, || {
+            let out = self.kubectl(&["get", "pod", name, "-o", "name"]);
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
+        });
+        if !gone {
+            bail!(
+                "pod {name} still exists {timeout:?} after deletion\n{}",
+                self.pod_diagnostics(name)
+            );
+        }
+        Ok(())
+    }
+
+    /// The single node, once its Ready condition is True (at most `timeout`).
+    pub fn wait_node_ready(&self, timeout: Duration) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let nodes = self.get_json(&["nodes"])?;
+            let ready = nodes["items"].as_array().and_then(|items| {
+                items
+                    .iter()
+                    .find(|n| object_condition(n, "Ready") == Some("True"))
+                    .cloned()
+            });
+            if let Some(node) = ready {
+                return Ok(node);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "no Ready node after {timeout:?}\n--- nodes ---\n{}\n--- rkube.log (tail) ---\n{}",
+                    serde_json::to_string_pretty(&nodes)?,
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// `rkube image load --profile <name> <path>`; fails with its output.
+    pub fn load_image(&self, path: &Path) -> Result<()> {
+        let path = path.to_str().context("image path is not UTF-8")?;
+        let out = self.rkube(&["image", "load", "--profile", &self.name, path]);
+        if !out.status.success() {
+            bail!("rkube image load {path} failed: {}", describe(&out));
+        }
+        Ok(())
+    }
+
+    /// The last `n` lines of `profiles/<name>/containerd.log`.
+    pub fn containerd_log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(self.profile_dir().join("containerd.log"))
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// What to print when a pod misbehaves: `kubectl describe pod`, the
+    /// pod's events, and the tails of rkube.log and containerd.log.
+    pub fn pod_diagnostics(&self, name: &str) -> String {
+        let text = |out: Output| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        };
+        let field = format!("involvedObject.name={name}");
+        format!(
+            "--- kubectl describe pod {name} ---\n{}\n--- events of {name} ---\n{}\n\
+             --- rkube.log (tail) ---\n{}\n--- containerd.log (tail) ---\n{}",
+            text(self.kubectl(&["describe", "pod", name])).trim_end(),
+            text(self.kubectl(&["get", "events", "--field-selector", &field])).trim_end(),
+            self.log_tail(30),
+            self.containerd_log_tail(10)
+        )
+    }
+}
+
+/// `status.phase` of a pod ("" when absent).
+pub fn pod_phase(pod: &serde_json::Value) -> &str {
+    pod["status"]["phase"].as_str().unwrap_or("")
+}
+
+/// The status of condition `kind` of a pod ("True", "False", ...).
+pub fn pod_condition<'a>(pod: &'a serde_json::Value, kind: &str) -> Option<&'a str> {
+    object_condition(pod, kind)
+}
+
+/// The status of condition `kind` in `status.conditions` of any object.
+pub fn object_condition<'a>(obj: &'a serde_json::Value, kind: &str) -> Option<&'a str> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)?["status"]
+        .as_str()
+}
+
+/// The entry for container `name` in `status.containerStatuses` (or in
+/// `status.initContainerStatuses` when `init`).
+pub fn container_status<'a>(
+    pod: &'a serde_json::Value,
+    name: &str,
+    init: bool,
+) -> Option<&'a serde_json::Value> {
+    let list = if init {
+        "initContainerStatuses"
+    } else {
+        "containerStatuses"
+    };
+    pod["status"][list]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,5 +642,22 @@ mod tests {
     fn eventually_times_out() {
         assert!(!eventually(Duration::from_millis(150), || false));
         assert!(eventually(Duration::from_millis(150), || true));
+    }
+
+    #[test]
+    fn pod_json_helpers() {
+        let pod = serde_json::json!({"status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "a", "restartCount": 2}],
+            "initContainerStatuses": [{"name": "i", "restartCount": 0}],
+        }});
+        assert_eq!(pod_phase(&pod), "Running");
+        assert_eq!(pod_condition(&pod, "Ready"), Some("False"));
+        assert_eq!(pod_condition(&pod, "Initialized"), None);
+        assert_eq!(container_status(&pod, "a", false).unwrap()["restartCount"], 2);
+        assert!(container_status(&pod, "a", true).is_none());
+        assert!(container_status(&pod, "i", true).is_some());
+        assert_eq!(pod_phase(&serde_json::json!({})), "");
     }
 }

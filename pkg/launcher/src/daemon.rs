@@ -39,6 +39,10 @@ pub async fn run(profile: Profile, reporter: &mut dyn Reporter) -> Result<()> {
 }
 
 async fn shutdown(ctx: &mut Context) {
+    let _ = ctx.agents_shutdown.send(true);
+    for task in ctx.agents.drain(..) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
     if let Some(api) = ctx.apiserver.take() {
         api.shutdown().await;
         tracing::info!("api server stopped");

@@ -10,6 +10,7 @@ pub fn delete(profile: &Profile, kubeconfig: &std::path::Path) -> Result<bool> {
     let existed = profile.exists();
     if existed {
         stop::stop(profile, &Procfs::default(), stop::GRACE)?;
+        remove_runtime_state(profile);
         std::fs::remove_dir_all(profile.dir()).map_err(Error::io("remove", profile.dir()))?;
     }
     rkube_pki::kubeconfig::remove(kubeconfig, profile.name()).map_err(|source| {
@@ -67,5 +68,29 @@ mod tests {
             "{text}"
         );
         assert!(!delete(&profile, &kc).unwrap());
+    }
+}
+
+/// Stops the profile's containers and unmounts the runtime's state (shims,
+/// sandboxes and mounts survive `stop` on purpose so pods outlive restarts).
+fn remove_runtime_state(profile: &Profile) {
+    let dir = crate::node::containerd_dir(profile);
+    if !dir.exists() {
+        return;
+    }
+    let c = crate::node::containerd(profile);
+    let run = async move { c.delete().await };
+    let result = match tokio::runtime::Handle::try_current() {
+        Ok(h) => tokio::task::block_in_place(|| h.block_on(run)),
+        Err(_) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(run),
+            Err(e) => {
+                tracing::warn!("cannot clean up the container runtime: {e}");
+                return;
+            }
+        },
+    };
+    if let Err(e) = result {
+        tracing::warn!("cleaning up the container runtime: {e}");
     }
 }

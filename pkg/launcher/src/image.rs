@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rkube_runtime::{Containerd, ContainerdOptions, ImageSummary};
+use rkube_runtime::{Containerd, ImageSummary};
 
 use crate::pidfile::Procfs;
 use crate::profile::{ContainerRuntime, Profile};
@@ -64,11 +64,6 @@ impl ImageStore for Containerd {
     }
 }
 
-/// `profiles/<p>/containerd`.
-pub fn containerd_dir(profile: &Profile) -> PathBuf {
-    profile.dir().join("containerd")
-}
-
 /// The running profile's containerd, or an error saying what to do.
 pub fn store(profile_name: &str) -> Result<Containerd> {
     store_in(&Profile::new(profile_name)?, &Procfs::default())
@@ -84,10 +79,7 @@ pub fn store_in(profile: &Profile, procfs: &Procfs) -> Result<Containerd> {
         return Err(Error::NotRunning(profile.name().to_string()));
     }
     match config.container_runtime {
-        ContainerRuntime::Containerd => Ok(Containerd::new(ContainerdOptions::new(
-            containerd_dir(&profile),
-            String::new(),
-        ))),
+        ContainerRuntime::Containerd => Ok(crate::node::containerd(profile)),
         other => Err(Error::Unsupported(other)),
     }
 }
@@ -253,8 +245,10 @@ mod tests {
                 "docker.io/library/{}:latest",
                 path.file_stem().unwrap().to_string_lossy()
             );
-            self.images.lock().unwrap().push(ImageSummary {
-                id: format!("sha256:{:0>64}", self.images.lock().unwrap().len()),
+            let mut images = self.images.lock().unwrap();
+            let id = format!("sha256:{:0>64}", images.len());
+            images.push(ImageSummary {
+                id,
                 repo_tags: vec![name.clone()],
                 repo_digests: vec![],
                 size: 1_990_000,

@@ -14,6 +14,7 @@ pub mod image;
 pub mod list;
 pub mod logs;
 pub mod manifests;
+pub mod node;
 pub mod pidfile;
 pub mod pipeline;
 pub mod probe;
@@ -74,6 +75,9 @@ pub enum Error {
     /// The profile does not exist.
     #[error("profile {0:?} does not exist; create it with `rkube start --profile {0}`")]
     NoSuchProfile(String),
+    /// The node side (runtime, network, node agent, scheduler) failed to start.
+    #[error("{0}")]
+    Node(String),
     /// The requested datastore is not implemented yet.
     #[error("the etcd datastore is not available yet; use --datastore embedded")]
     EtcdUnavailable,

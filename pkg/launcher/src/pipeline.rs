@@ -34,6 +34,16 @@ pub enum Step {
     ApiServer,
     /// Record the daemon's pid.
     PidFile,
+    /// Write the CNI network configuration.
+    Network,
+    /// Start (or reuse) the container runtime.
+    Runtime,
+    /// Import rkube's pause image.
+    PauseImage,
+    /// Start the scheduler.
+    Scheduler,
+    /// Start the node agent.
+    NodeAgent,
 }
 
 impl Step {
@@ -45,6 +55,11 @@ impl Step {
         Step::Store,
         Step::ApiServer,
         Step::PidFile,
+        Step::Network,
+        Step::Runtime,
+        Step::PauseImage,
+        Step::Scheduler,
+        Step::NodeAgent,
     ];
 
     /// The quick steps `start` runs before spawning the daemon.
@@ -59,6 +74,11 @@ impl Step {
             Step::Store => "Datastore",
             Step::ApiServer => "API server",
             Step::PidFile => "Pid file",
+            Step::Network => "Pod network (CNI)",
+            Step::Runtime => "Container runtime",
+            Step::PauseImage => "Pause image",
+            Step::Scheduler => "Scheduler",
+            Step::NodeAgent => "Node agent",
         }
     }
 
@@ -71,6 +91,11 @@ impl Step {
             Step::Store => "💾",
             Step::ApiServer => "🚀",
             Step::PidFile => "📌",
+            Step::Network => "🔗",
+            Step::Runtime => "📦",
+            Step::PauseImage => "⏸️ ",
+            Step::Scheduler => "🗓️ ",
+            Step::NodeAgent => "🤖",
         }
     }
 
@@ -83,6 +108,11 @@ impl Step {
             Step::Store => open_store(ctx),
             Step::ApiServer => apiserver(ctx).await,
             Step::PidFile => PidFile::current().write(&ctx.profile.pid_file()),
+            Step::Network => crate::node::network(ctx),
+            Step::Runtime => crate::node::runtime(ctx).await,
+            Step::PauseImage => crate::node::pause_image(ctx).await,
+            Step::Scheduler => crate::node::scheduler(ctx).await,
+            Step::NodeAgent => crate::node::node_agent(ctx).await,
         }
     }
 }
@@ -99,6 +129,12 @@ pub struct Context {
     pub store: Option<Arc<dyn Store>>,
     /// The API server, after [`Step::ApiServer`].
     pub apiserver: Option<Running>,
+    /// CRI socket of the runtime, after [`Step::Runtime`].
+    pub cri_socket: Option<std::path::PathBuf>,
+    /// Tells the scheduler and node agent to stop.
+    pub agents_shutdown: tokio::sync::watch::Sender<bool>,
+    /// The scheduler and node agent tasks.
+    pub agents: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Context {
@@ -110,6 +146,9 @@ impl Context {
             pki: None,
             store: None,
             apiserver: None,
+            cri_socket: None,
+            agents_shutdown: tokio::sync::watch::channel(false).0,
+            agents: Vec::new(),
         }
     }
 
@@ -226,7 +265,7 @@ mod tests {
     #[test]
     fn steps_are_ordered_and_prepare_is_a_prefix() {
         assert_eq!(Step::ALL.first(), Some(&Step::Dirs));
-        assert_eq!(Step::ALL.last(), Some(&Step::PidFile));
+        assert_eq!(Step::ALL.last(), Some(&Step::NodeAgent));
         assert!(Step::ALL.starts_with(Step::PREPARE));
         let api = Step::ALL
             .iter()

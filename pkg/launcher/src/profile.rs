@@ -55,10 +55,11 @@ pub fn validate_name(name: &str) -> Result<()> {
 #[serde(rename_all = "lowercase")]
 pub enum ContainerRuntime {
     /// CRI-O style bundled runtime.
-    #[default]
     #[serde(rename = "cri-o")]
     CriO,
-    /// containerd.
+    /// containerd (the default until the bundled runtime passes the same
+    /// end-to-end scenarios).
+    #[default]
     Containerd,
     /// Docker Engine through the dockershim.
     Docker,
@@ -145,6 +146,20 @@ pub struct ProfileConfig {
     pub datastore: Datastore,
     /// Name of the node.
     pub node_name: String,
+    /// `unix://` endpoint of an already running CRI runtime to use instead
+    /// of starting one (`--cri-socket`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cri_socket: Option<String>,
+    /// Run only the control plane, no node agent (`--disable-agent`, as k3s).
+    #[serde(default)]
+    pub disable_agent: bool,
+    /// Pods the node accepts (`--max-pods`).
+    #[serde(default = "default_max_pods")]
+    pub max_pods: u32,
+}
+
+fn default_max_pods() -> u32 {
+    110
 }
 
 impl ProfileConfig {
@@ -155,6 +170,9 @@ impl ProfileConfig {
             container_runtime: ContainerRuntime::default(),
             datastore: Datastore::default(),
             node_name: default_node_name(),
+            cri_socket: None,
+            disable_agent: false,
+            max_pods: default_max_pods(),
         }
     }
 
@@ -172,6 +190,15 @@ impl ProfileConfig {
         if let Some(n) = &o.node_name {
             self.node_name = n.clone();
         }
+        if let Some(s) = &o.cri_socket {
+            self.cri_socket = (!s.is_empty()).then(|| s.clone());
+        }
+        if let Some(d) = o.disable_agent {
+            self.disable_agent = d;
+        }
+        if let Some(m) = o.max_pods {
+            self.max_pods = m;
+        }
     }
 }
 
@@ -186,6 +213,12 @@ pub struct Overrides {
     pub datastore: Option<Datastore>,
     /// `--node-name`.
     pub node_name: Option<String>,
+    /// `--cri-socket` ("" clears it).
+    pub cri_socket: Option<String>,
+    /// `--disable-agent`.
+    pub disable_agent: Option<bool>,
+    /// `--max-pods`.
+    pub max_pods: Option<u32>,
 }
 
 /// The host name lowercased into a DNS-1123 label, or "rkube".

@@ -20,6 +20,18 @@ use crate::{daemon, Error, Result, VERSION};
 /// How long `start` waits for `/readyz`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long `start` waits for the node to report Ready.
+pub const NODE_READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A client with the profile's admin credentials.
+async fn admin_client(profile: &Profile) -> Option<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(profile.kubeconfig_file()).ok()?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .ok()?;
+    kube::Client::try_from(cfg).ok()
+}
+
 /// Lines of `rkube.log` shown when the daemon dies during start.
 const LOG_TAIL: usize = 25;
 
@@ -112,6 +124,32 @@ pub async fn run(opts: StartOptions) -> Result<()> {
             format_duration(started.elapsed())
         ),
     );
+    if !config.disable_agent {
+        let started = Instant::now();
+        let ready = match admin_client(&profile).await {
+            Some(client) => {
+                crate::node::wait_node_ready(&client, &config.node_name, NODE_READY_TIMEOUT).await
+            }
+            None => false,
+        };
+        if !ready {
+            return Err(Error::Node(format!(
+                "node \"{}\" did not become Ready within {}s; see `rkube logs --profile {}` and `kubectl describe node {}`",
+                config.node_name,
+                NODE_READY_TIMEOUT.as_secs(),
+                profile.name(),
+                config.node_name
+            )));
+        }
+        console.info(
+            "🤖",
+            &format!(
+                "Node \"{}\" Ready ({})",
+                config.node_name,
+                format_duration(started.elapsed())
+            ),
+        );
+    }
     console.info(
         "🏄",
         &format!(

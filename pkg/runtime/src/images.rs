@@ -7,8 +7,9 @@
 //! the host platform. Docker archives carry full names; an OCI archive's
 //! `org.opencontainers.image.ref.name` may be short (`busybox:1`), which
 //! ctr keeps verbatim, so imported names are re-tagged in the normalized
-//! form CRI resolves pod images to (`docker.io/library/busybox:1`). An OCI
-//! layout directory is streamed to ctr as a tar.
+//! form CRI resolves pod images to (`docker.io/library/busybox:1`); a bare
+//! ref name (`busybox`) is taken as the image name. An OCI layout directory
+//! is streamed to ctr as a tar.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -122,6 +123,30 @@ pub fn parse_imported(stdout: &str) -> Vec<String> {
     names
 }
 
+/// The OCI ref name behind a name ctr made up for a bare tag: ctr names an
+/// image whose `org.opencontainers.image.ref.name` is a bare word `w`
+/// (e.g. `oci:dir:busybox` from skopeo) `import-YYYY-MM-DD:w`; rkube takes
+/// `w` as the image name instead, as other tools loading such a layout do.
+pub fn untranslated(name: &str) -> &str {
+    let Some(rest) = name.strip_prefix("import-") else {
+        return name;
+    };
+    let date_ok = rest.len() > 11
+        && rest.as_bytes()[10] == b':'
+        && rest[..10].bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if date_ok {
+        &rest[11..]
+    } else {
+        name
+    }
+}
+
 /// Runs `ctr --address <socket> -n k8s.io <args>`, feeding it `stdin_dir`
 /// as a tar when given; returns stdout.
 pub(crate) async fn ctr(
@@ -188,7 +213,7 @@ pub async fn import(socket: &Path, path: &Path) -> Result<Vec<String>> {
     }
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let full = normalize_reference(&name);
+        let full = normalize_reference(untranslated(&name));
         if full != name {
             let tag = ["images", "tag", "--force", &name, &full].map(String::from);
             ctr(socket, &tag, None).await?;
@@ -220,6 +245,20 @@ mod tests {
         ] {
             assert_eq!(normalize_reference(short), full, "{short}");
         }
+    }
+
+    #[test]
+    fn bare_oci_ref_names_become_image_names() {
+        assert_eq!(untranslated("import-2026-11-23:busybox"), "busybox");
+        assert_eq!(
+            normalize_reference(untranslated("import-2026-11-23:busybox")),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(untranslated("import-x:busybox"), "import-x:busybox");
+        assert_eq!(
+            untranslated("docker.io/library/busybox:1"),
+            "docker.io/library/busybox:1"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub struct Args {
     /// Host port of the API server [default: 8443, or the profile's]
     #[arg(long)]
     apiserver_port: Option<u16>,
-    /// Container runtime: cri-o, containerd or docker [default: cri-o, or the profile's]
+    /// Container runtime: containerd, cri-o or docker [default: containerd, or the profile's]
     #[arg(long)]
     container_runtime: Option<ContainerRuntime>,
     /// Datastore: embedded or etcd [default: embedded, or the profile's]
@@ -22,6 +22,18 @@ pub struct Args {
     /// Node name [default: the host name, or the profile's]
     #[arg(long)]
     node_name: Option<String>,
+    /// Use an already running CRI runtime, e.g. unix:///run/containerd/containerd.sock ("" to clear)
+    #[arg(long)]
+    cri_socket: Option<String>,
+    /// Run only the control plane (API server), no node agent or runtime
+    #[arg(long)]
+    disable_agent: bool,
+    /// Run the node agent again on a profile started with --disable-agent
+    #[arg(long, conflicts_with = "disable_agent")]
+    enable_agent: bool,
+    /// Maximum number of pods on the node [default: 110, or the profile's]
+    #[arg(long)]
+    max_pods: Option<u32>,
     /// Run in this process instead of in the background
     #[arg(long)]
     pub foreground: bool,
@@ -35,6 +47,15 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             container_runtime: a.container_runtime,
             datastore: a.datastore,
             node_name: a.node_name,
+            cri_socket: a.cri_socket,
+            disable_agent: if a.disable_agent {
+                Some(true)
+            } else if a.enable_agent {
+                Some(false)
+            } else {
+                None
+            },
+            max_pods: a.max_pods,
         },
         foreground: a.foreground,
     })

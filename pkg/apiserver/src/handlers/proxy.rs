@@ -234,7 +234,10 @@ fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)
         && h.get_all(header::CONNECTION).iter().any(|v| {
             v.to_str()
-                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+                .map(|s| {
+                    s.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                })
                 .unwrap_or(false)
         })
 }
@@ -265,9 +268,8 @@ pub(crate) async fn forward(
     path: &str,
     mut req: Request,
 ) -> ApiResult<Response> {
-    let dial_err = |e: &dyn std::fmt::Display| {
-        ApiError::internal(format!("error dialing backend: {e}"))
-    };
+    let dial_err =
+        |e: &dyn std::fmt::Display| ApiError::internal(format!("error dialing backend: {e}"));
     let server_name = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => ServerName::IpAddress(ip.into()),
         Err(_) => ServerName::try_from(host.to_string()).map_err(|e| dial_err(&e))?,
@@ -315,7 +317,9 @@ pub(crate) async fn forward(
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
-            return Err(ApiError::internal("the node agent upgraded a plain request"));
+            return Err(ApiError::internal(
+                "the node agent upgraded a plain request",
+            ));
         };
         let upstream = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
@@ -382,28 +386,47 @@ mod tests {
         let err = node_location(PodStream::Exec, "ns", "web", &p, "container=zz").unwrap_err();
         assert_eq!(err.message, "container zz is not valid for pod web");
         assert_eq!(
-            node_location(PodStream::Log, "ns", "web", &p, "container=b&follow=true&tailLines=3")
-                .unwrap()
-                .unwrap(),
+            node_location(
+                PodStream::Log,
+                "ns",
+                "web",
+                &p,
+                "container=b&follow=true&tailLines=3"
+            )
+            .unwrap()
+            .unwrap(),
             "/containerLogs/ns/web/b?follow=true&tailLines=3"
         );
         assert_eq!(
-            node_location(PodStream::Exec, "ns", "web", &p, "command=ls&container=init&stdout=true")
-                .unwrap()
-                .unwrap(),
+            node_location(
+                PodStream::Exec,
+                "ns",
+                "web",
+                &p,
+                "command=ls&container=init&stdout=true"
+            )
+            .unwrap()
+            .unwrap(),
             "/exec/ns/web/init?command=ls&stdout=true"
         );
         let one = json!({"spec": {"nodeName": "n1", "containers": [{"name": "only"}]}});
         assert_eq!(
-            node_location(PodStream::Attach, "ns", "p", &one, "").unwrap().unwrap(),
+            node_location(PodStream::Attach, "ns", "p", &one, "")
+                .unwrap()
+                .unwrap(),
             "/attach/ns/p/only"
         );
         assert_eq!(
-            node_location(PodStream::PortForward, "ns", "p", &one, "ports=80").unwrap().unwrap(),
+            node_location(PodStream::PortForward, "ns", "p", &one, "ports=80")
+                .unwrap()
+                .unwrap(),
             "/portForward/ns/p?ports=80"
         );
         let unscheduled = json!({"spec": {"containers": [{"name": "only"}]}});
-        assert_eq!(node_location(PodStream::Log, "ns", "p", &unscheduled, "").unwrap(), None);
+        assert_eq!(
+            node_location(PodStream::Log, "ns", "p", &unscheduled, "").unwrap(),
+            None
+        );
         let err = node_location(PodStream::Exec, "ns", "p", &unscheduled, "").unwrap_err();
         assert_eq!(err.message, "pod p does not have a host assigned");
     }
@@ -422,7 +445,10 @@ mod tests {
         let r = |p: std::path::PathBuf| std::fs::read(p).unwrap();
         Pems {
             ca: r(pki.ca_cert_path()),
-            serving: (r(pki.node_serving_cert_path()), r(pki.node_serving_key_path())),
+            serving: (
+                r(pki.node_serving_cert_path()),
+                r(pki.node_serving_key_path()),
+            ),
             client: (
                 r(pki.apiserver_kubelet_client_cert_path()),
                 r(pki.apiserver_kubelet_client_key_path()),
@@ -451,16 +477,20 @@ mod tests {
             .add(CertificateDer::from_pem_slice(&p.ca).unwrap())
             .unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
         let cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_client_cert_verifier(verifier)
             .with_single_cert(
-                CertificateDer::pem_slice_iter(&p.serving.0).map(|c| c.unwrap()).collect(),
+                CertificateDer::pem_slice_iter(&p.serving.0)
+                    .map(|c| c.unwrap())
+                    .collect(),
                 PrivateKeyDer::from_pem_slice(&p.serving.1).unwrap(),
             )
             .unwrap();
@@ -470,17 +500,25 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             while let Ok((tcp, _)) = l.accept().await {
-                let mut s = acceptor.accept(tcp).await.unwrap();
-                let head = read_head(&mut s).await;
-                let upgrade = head.to_ascii_lowercase().contains("upgrade: spdy/3.1");
-                tx.send(head).await.unwrap();
-                if upgrade {
-                    s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n").await.unwrap();
-                    let (mut r, mut w) = tokio::io::split(s);
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                } else {
-                    s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 9\r\n\r\nnot found").await.unwrap();
-                }
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut s = acceptor.accept(tcp).await.unwrap();
+                    let head = read_head(&mut s).await;
+                    let upgrade = head.to_ascii_lowercase().contains("upgrade: spdy/3.1");
+                    tx.send(head).await.unwrap();
+                    if upgrade {
+                        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n").await.unwrap();
+                        let (mut r, mut w) = tokio::io::split(s);
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    } else {
+                        s.write_all(
+                            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 9\r\n\r\nnot found",
+                        )
+                        .await
+                        .unwrap();
+                    }
+                });
             }
         });
         (addr, rx)
@@ -493,19 +531,21 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((tcp, _)) = l.accept().await {
                 let tls = tls.clone();
-                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let tls = tls.clone();
-                    async move {
-                        let req = req.map(Body::new);
-                        let path = req.uri().path_and_query().unwrap().as_str().to_string();
-                        Ok::<_, std::convert::Infallible>(
-                            match forward(tls, ("127.0.0.1", node.port()), &path, req).await {
-                                Ok(r) => r,
-                                Err(e) => axum::response::IntoResponse::into_response(e),
-                            },
-                        )
-                    }
-                });
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let tls = tls.clone();
+                        async move {
+                            let req = req.map(Body::new);
+                            let path = req.uri().path_and_query().unwrap().as_str().to_string();
+                            Ok::<_, std::convert::Infallible>(
+                                match forward(tls, ("127.0.0.1", node.port()), &path, req).await {
+                                    Ok(r) => r,
+                                    Err(e) => axum::response::IntoResponse::into_response(e),
+                                },
+                            )
+                        }
+                    },
+                );
                 tokio::spawn(
                     hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), svc)
@@ -531,16 +571,27 @@ mod tests {
         c.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"ping\x00\xff");
         let node_head = seen.recv().await.unwrap();
-        assert!(node_head.starts_with("POST /exec/ns/web/a?command=ls&stdout=1 HTTP/1.1"), "{node_head}");
+        assert!(
+            node_head.starts_with("POST /exec/ns/web/a?command=ls&stdout=1 HTTP/1.1"),
+            "{node_head}"
+        );
         let lower = node_head.to_ascii_lowercase();
         assert!(!lower.contains("authorization"), "{node_head}");
-        assert!(lower.contains("x-stream-protocol-version: v4.channel.k8s.io"), "{node_head}");
+        assert!(
+            lower.contains("x-stream-protocol-version: v4.channel.k8s.io"),
+            "{node_head}"
+        );
 
         // A plain request gets the node's answer as is.
         let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-        c.write_all(b"GET /stats/summary HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n").await.unwrap();
+        c.write_all(b"GET /stats/summary HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let mut out = String::new();
         c.read_to_string(&mut out).await.unwrap();
-        assert!(out.starts_with("HTTP/1.1 400") && out.ends_with("not found"), "{out}");
+        assert!(
+            out.starts_with("HTTP/1.1 400") && out.ends_with("not found"),
+            "{out}"
+        );
     }
 }

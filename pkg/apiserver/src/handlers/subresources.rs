@@ -133,9 +133,47 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
             let (obj, _) = write_update(&ctx, &kv, &old, new, "unknown", "", false).await?;
             Ok(render_one(&ctx, &obj, StatusCode::OK))
         }
+        ("log" | "exec" | "attach" | "portforward", _) if ctx.res.kind == "Pod" => {
+            let (_, pod) = load(&ctx).await?;
+            let kind = match sub.as_str() {
+                "log" => super::proxy::PodStream::Log,
+                "exec" => super::proxy::PodStream::Exec,
+                "attach" => super::proxy::PodStream::Attach,
+                _ => super::proxy::PodStream::PortForward,
+            };
+            let node = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let addr = if node.is_empty() {
+                (String::new(), 0)
+            } else {
+                node_address(&ctx, &node).await?
+            };
+            let query = req.uri().query().unwrap_or("").to_string();
+            super::proxy::pod_stream(
+                &ctx.state,
+                (addr.0.as_str(), addr.1),
+                kind,
+                ctx.ns().unwrap_or(""),
+                ctx.name(),
+                &pod,
+                &query,
+                req,
+            )
+            .await
+        }
+        ("proxy", _) if ctx.res.kind == "Node" => {
+            let addr = node_address(&ctx, ctx.name()).await?;
+            let query = req.uri().query().unwrap_or("").to_string();
+            let rest = ctx.info.rest.clone();
+            super::proxy::node_proxy(&ctx.state, (addr.0.as_str(), addr.1), &rest, &query, req)
+                .await
+        }
         ("log" | "exec" | "attach" | "portforward" | "proxy", _) => {
             Err(ApiError::not_implemented(format!(
-                "{}/{sub} needs the node agent, which this build of rkube does not run yet",
+                "{}/{sub} is not served by rkube yet",
                 ctx.res.plural
             )))
         }
@@ -144,6 +182,33 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
             &format!("{}/{sub}", ctx.res.plural),
         )),
     }
+}
+
+/// Where a node agent listens: the Node's InternalIP and kubelet port.
+async fn node_address(ctx: &Ctx, node: &str) -> ApiResult<(String, u16)> {
+    let reg = ctx.state.registry();
+    let nodes = reg
+        .find("", "v1", "nodes")
+        .ok_or_else(|| ApiError::internal("nodes not registered"))?;
+    let kv = ctx
+        .state
+        .store
+        .get(&nodes.key(None, node))
+        .await?
+        .ok_or_else(|| ApiError::not_found(&nodes, node))?;
+    let obj = crud::decode(&kv)?;
+    let port = obj
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .unwrap_or(10250) as u16;
+    let ip = obj
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+        .and_then(|x| x["address"].as_str())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    Ok((ip, port))
 }
 
 async fn write_update_ephemeral(

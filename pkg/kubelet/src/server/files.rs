@@ -64,7 +64,9 @@ pub(crate) fn listing(dir: &FsPath) -> std::io::Result<String> {
         })
         .collect();
     names.sort();
-    let mut out = String::from("<!doctype html>\n<meta name=\"viewport\" content=\"width=device-width\">\n<pre>\n");
+    let mut out = String::from(
+        "<!doctype html>\n<meta name=\"viewport\" content=\"width=device-width\">\n<pre>\n",
+    );
     for n in names {
         out.push_str(&format!("<a href=\"{}\">{}</a>\n", escape(&n), escape(&n)));
     }
@@ -81,11 +83,7 @@ async fn serve_path(root: &FsPath, rel: &str) -> Result<Response, HttpError> {
             return Ok(Redirect::permanent(&format!("/logs/{rel}/")).into_response());
         }
         let page = listing(&p).map_err(HttpError::internal)?;
-        return Ok((
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            page,
-        )
-            .into_response());
+        return Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response());
     }
     let f = tokio::fs::File::open(&p).await.map_err(|_| not_found())?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(f));
@@ -103,7 +101,10 @@ mod tests {
     #[test]
     fn resolves_inside_root_only() {
         let root = FsPath::new("/var/log");
-        assert_eq!(resolve(root, "apt/history.log").unwrap(), PathBuf::from("/var/log/apt/history.log"));
+        assert_eq!(
+            resolve(root, "apt/history.log").unwrap(),
+            PathBuf::from("/var/log/apt/history.log")
+        );
         assert!(resolve(root, "../etc/shadow").is_none());
         assert!(resolve(root, "a/../../x").is_none());
     }

@@ -111,7 +111,9 @@ impl LogOptions {
                 "tailLines" => {
                     let n = parse_int(&k, &v)?;
                     if n < 0 {
-                        return Err("tailLines: Invalid value: must be greater than or equal to 0".into());
+                        return Err(
+                            "tailLines: Invalid value: must be greater than or equal to 0".into(),
+                        );
                     }
                     o.tail_lines = Some(n as u64);
                 }
@@ -383,7 +385,11 @@ pub(crate) async fn container_logs(
     let path = match status.as_ref().map(|s| s.log_path.as_str()) {
         Some(p) if p.starts_with('/') => PathBuf::from(p),
         _ => {
-            let uid = chosen.labels.get(LABEL_POD_UID).cloned().unwrap_or_default();
+            let uid = chosen
+                .labels
+                .get(LABEL_POD_UID)
+                .cloned()
+                .unwrap_or_default();
             let attempt = chosen.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
             ctx.log_root
                 .join(format!("{ns}_{pod}_{uid}"))
@@ -587,7 +593,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         {
             let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
-            f.write_all(b"ond\n2024-01-01T00:00:02Z stdout F ond\n").unwrap();
+            f.write_all(b"ond\n2024-01-01T00:00:02Z stdout F ond\n")
+                .unwrap();
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Rotate as the log manager does: rename, then the runtime reopens.

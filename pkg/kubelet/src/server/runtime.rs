@@ -26,8 +26,10 @@ pub trait Runtime: Send + Sync {
         labels: HashMap<String, String>,
     ) -> BoxFuture<'_, CriResult<Vec<api::Container>>>;
     /// ContainerStatus (None when the container is gone).
-    fn container_status(&self, id: String)
-        -> BoxFuture<'_, CriResult<Option<api::ContainerStatus>>>;
+    fn container_status(
+        &self,
+        id: String,
+    ) -> BoxFuture<'_, CriResult<Option<api::ContainerStatus>>>;
     /// ListPodSandbox filtered by labels.
     fn list_sandboxes(
         &self,
@@ -173,7 +175,11 @@ pub fn newest_first(mut cs: Vec<api::Container>) -> Vec<api::Container> {
         let attempt = |c: &api::Container| c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
         (b.created_at, attempt(b)).cmp(&(a.created_at, attempt(a)))
     });
-    if let Some(uid) = cs.first().and_then(|c| c.labels.get(LABEL_POD_UID)).cloned() {
+    if let Some(uid) = cs
+        .first()
+        .and_then(|c| c.labels.get(LABEL_POD_UID))
+        .cloned()
+    {
         cs.retain(|c| c.labels.get(LABEL_POD_UID).is_none_or(|u| *u == uid));
     }
     cs
@@ -185,7 +191,11 @@ pub fn is_running(state: i32) -> bool {
 }
 
 /// The newest ready sandbox of a pod.
-pub async fn find_sandbox(rt: &dyn Runtime, ns: &str, pod: &str) -> CriResult<Option<api::PodSandbox>> {
+pub async fn find_sandbox(
+    rt: &dyn Runtime,
+    ns: &str,
+    pod: &str,
+) -> CriResult<Option<api::PodSandbox>> {
     let labels = HashMap::from([
         (LABEL_POD_NAMESPACE.to_string(), ns.to_string()),
         (LABEL_POD_NAME.to_string(), pod.to_string()),

@@ -13,7 +13,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rkube_cri::api;
 use serde_json::{json, Map, Value};
 
-use super::runtime::{is_running, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID};
+use super::runtime::{
+    is_running, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID,
+};
 use super::{Ctx, HttpError};
 
 /// A reading of the node's cumulative CPU time.
@@ -93,21 +95,26 @@ fn mem_json(c: &api::MemoryUsage) -> Value {
     Value::Object(m)
 }
 
+/// Widens statvfs counters, whose width differs between platforms.
+fn n<T: Into<u64>>(v: T) -> u64 {
+    v.into()
+}
+
 fn fs_json(path: &std::path::Path, now: &str) -> Value {
     match nix::sys::statvfs::statvfs(path) {
         Ok(s) => {
-            let frsize = s.fragment_size() as u64;
-            let cap = s.blocks() as u64 * frsize;
-            let avail = s.blocks_available() as u64 * frsize;
-            let free = s.blocks_free() as u64 * frsize;
+            let frsize = n(s.fragment_size());
+            let cap = n(s.blocks()) * frsize;
+            let avail = n(s.blocks_available()) * frsize;
+            let free = n(s.blocks_free()) * frsize;
             json!({
                 "time": now,
                 "availableBytes": avail,
                 "capacityBytes": cap,
                 "usedBytes": cap.saturating_sub(free),
-                "inodesFree": s.files_free() as u64,
-                "inodes": s.files() as u64,
-                "inodesUsed": (s.files() as u64).saturating_sub(s.files_free() as u64),
+                "inodesFree": n(s.files_free()),
+                "inodes": n(s.files()),
+                "inodesUsed": n(s.files()).saturating_sub(n(s.files_free())),
             })
         }
         Err(_) => json!({ "time": now }),
@@ -115,7 +122,11 @@ fn fs_json(path: &std::path::Path, now: &str) -> Value {
 }
 
 async fn node_cpu(ctx: &Ctx, now: &str) -> Value {
-    let read = || std::fs::read_to_string("/proc/stat").ok().and_then(|t| parse_proc_stat(&t));
+    let read = || {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|t| parse_proc_stat(&t))
+    };
     let Some(total) = read() else {
         return json!({ "time": now });
     };
@@ -229,7 +240,9 @@ pub(crate) fn pods_json(
         let memory = linux
             .and_then(|l| l.memory.as_ref())
             .map(mem_json)
-            .unwrap_or_else(|| json!({"time": now, "usageBytes": mem_usage, "workingSetBytes": mem_ws}));
+            .unwrap_or_else(
+                || json!({"time": now, "usageBytes": mem_usage, "workingSetBytes": mem_ws}),
+            );
         out.push(json!({
             "podRef": {"name": name, "namespace": ns, "uid": uid},
             "startTime": now,
@@ -285,7 +298,11 @@ pub(crate) async fn pods(State(ctx): State<Arc<Ctx>>) -> Result<Json<Value>, Htt
         let Some(m) = &sb.metadata else { continue };
         let mut statuses = Vec::new();
         for c in containers.iter().filter(|c| c.pod_sandbox_id == sb.id) {
-            let name = c.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+            let name = c
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
             let state = if is_running(c.state) {
                 json!({"running": {"startedAt": ns_time(c.created_at)}})
             } else {
@@ -331,7 +348,10 @@ mod tests {
     #[test]
     fn parses_proc_files() {
         let stat = "cpu  100 5 50 1000 7 1 2 3 0 0\ncpu0 1 2 3 4\n";
-        assert_eq!(parse_proc_stat(stat), Some((100 + 5 + 50 + 1 + 2 + 3) * 10_000_000));
+        assert_eq!(
+            parse_proc_stat(stat),
+            Some((100 + 5 + 50 + 1 + 2 + 3) * 10_000_000)
+        );
         let m = parse_meminfo("MemTotal:       1000 kB\nMemFree: 10 kB\nMemAvailable:   500 kB\n");
         assert_eq!(m["MemTotal"], 1_024_000);
         assert_eq!(m["MemAvailable"], 512_000);
@@ -360,7 +380,11 @@ mod tests {
             }),
             ..Default::default()
         };
-        let pods = pods_json(&[cs("app", 0, 5), cs("app", 1, 7), cs("side", 0, 1)], &[], "t");
+        let pods = pods_json(
+            &[cs("app", 0, 5), cs("app", 1, 7), cs("side", 0, 1)],
+            &[],
+            "t",
+        );
         assert_eq!(pods.len(), 1);
         assert_eq!(pods[0]["podRef"]["name"], "web");
         assert_eq!(pods[0]["containers"].as_array().unwrap().len(), 2);

@@ -68,7 +68,12 @@ impl StreamOpts {
     }
 }
 
-async fn container_id(ctx: &Ctx, ns: &str, pod: &str, container: &str) -> Result<String, HttpError> {
+async fn container_id(
+    ctx: &Ctx,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Result<String, HttpError> {
     let cs = ctx
         .runtime
         .list_containers(container_labels(ns, pod, container))
@@ -78,7 +83,12 @@ async fn container_id(ctx: &Ctx, ns: &str, pod: &str, container: &str) -> Result
         .into_iter()
         .next()
         .map(|c| c.id)
-        .ok_or_else(|| HttpError(StatusCode::NOT_FOUND, format!("container not found (\"{container}\")")))
+        .ok_or_else(|| {
+            HttpError(
+                StatusCode::NOT_FOUND,
+                format!("container not found (\"{container}\")"),
+            )
+        })
 }
 
 /// /exec/{ns}/{pod}/{container}
@@ -90,7 +100,9 @@ pub(crate) async fn exec(
 ) -> Result<Response, HttpError> {
     let o = StreamOpts::from_query(q.as_deref().unwrap_or("")).map_err(HttpError::bad_request)?;
     if o.command.is_empty() {
-        return Err(HttpError::bad_request("you must specify at least one command for the container"));
+        return Err(HttpError::bad_request(
+            "you must specify at least one command for the container",
+        ));
     }
     let id = container_id(&ctx, &ns, &pod, &container).await?;
     let url = ctx
@@ -170,7 +182,10 @@ pub(crate) fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)
         && h.get_all(header::CONNECTION).iter().any(|v| {
             v.to_str()
-                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+                .map(|s| {
+                    s.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                })
                 .unwrap_or(false)
         })
 }
@@ -179,7 +194,8 @@ pub(crate) fn is_upgrade(h: &HeaderMap) -> bool {
 pub(crate) fn narrow_offer(offer: &str) -> Option<&'static str> {
     let offered: Vec<&str> = offer.split(',').map(str::trim).collect();
     let v5 = offered.contains(&"v5.channel.k8s.io");
-    let client_go = offered.contains(&"v3.channel.k8s.io") || offered.contains(&"v2.channel.k8s.io");
+    let client_go =
+        offered.contains(&"v3.channel.k8s.io") || offered.contains(&"v2.channel.k8s.io");
     (v5 && client_go).then_some("v5.channel.k8s.io")
 }
 
@@ -198,10 +214,14 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Forwards `req` to the runtime's streaming `url` and splices the upgraded
 /// connections; a refusal (non-101) is passed back as it came.
-pub(crate) async fn proxy(url: &str, mut req: Request, channel: bool) -> Result<Response, HttpError> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| HttpError::internal(format!("runtime returned a bad streaming URL {url:?}: {e}")))?;
+pub(crate) async fn proxy(
+    url: &str,
+    mut req: Request,
+    channel: bool,
+) -> Result<Response, HttpError> {
+    let uri: http::Uri = url.parse().map_err(|e| {
+        HttpError::internal(format!("runtime returned a bad streaming URL {url:?}: {e}"))
+    })?;
     if uri.scheme_str() != Some("http") {
         return Err(HttpError::internal(format!(
             "unsupported streaming URL {url:?}: only http:// is supported"
@@ -263,7 +283,9 @@ pub(crate) async fn proxy(url: &str, mut req: Request, channel: bool) -> Result<
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
-            return Err(HttpError::internal("streaming server upgraded a plain request"));
+            return Err(HttpError::internal(
+                "streaming server upgraded a plain request",
+            ));
         };
         let upstream = hyper::upgrade::on(&mut resp);
         tokio::spawn(splice(client_upgrade, upstream));
@@ -277,11 +299,17 @@ pub(crate) async fn proxy(url: &str, mut req: Request, channel: bool) -> Result<
     let bytes = if upgrade {
         read_bounded(body).await
     } else {
-        body.collect().await.map(|c| c.to_bytes()).unwrap_or_default()
+        body.collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default()
     };
     let mut out = Response::builder().status(parts.status);
     for (k, v) in parts.headers.iter() {
-        if matches!(k.as_str(), "transfer-encoding" | "content-length" | "connection" | "upgrade") {
+        if matches!(
+            k.as_str(),
+            "transfer-encoding" | "content-length" | "connection" | "upgrade"
+        ) {
             continue;
         }
         out = out.header(k, v);
@@ -294,18 +322,14 @@ pub(crate) async fn proxy(url: &str, mut req: Request, channel: bool) -> Result<
 /// and leave the connection open).
 async fn read_bounded(mut body: hyper::body::Incoming) -> Bytes {
     let mut buf = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_millis(500), body.frame()).await {
-            Ok(Some(Ok(f))) => {
-                if let Ok(d) = f.into_data() {
-                    buf.extend_from_slice(&d);
-                    if buf.len() >= MAX_ERROR_BODY {
-                        buf.truncate(MAX_ERROR_BODY);
-                        break;
-                    }
-                }
+    while let Ok(Some(Ok(f))) = tokio::time::timeout(Duration::from_millis(500), body.frame()).await
+    {
+        if let Ok(d) = f.into_data() {
+            buf.extend_from_slice(&d);
+            if buf.len() >= MAX_ERROR_BODY {
+                buf.truncate(MAX_ERROR_BODY);
+                break;
             }
-            _ => break,
         }
     }
     buf.into()
@@ -335,8 +359,10 @@ mod tests {
 
     #[test]
     fn parses_stream_options() {
-        let o = StreamOpts::from_query("command=sh&command=-c&command=echo%20hi&stdin=true&stdout=1&stderr=true&tty=true")
-            .unwrap();
+        let o = StreamOpts::from_query(
+            "command=sh&command=-c&command=echo%20hi&stdin=true&stdout=1&stderr=true&tty=true",
+        )
+        .unwrap();
         assert_eq!(o.command, ["sh", "-c", "echo hi"]);
         assert!(o.stdin && o.stdout && o.tty && !o.stderr);
         let o = StreamOpts::from_query("command=ls&input=1&output=1&error=1").unwrap();
@@ -347,7 +373,9 @@ mod tests {
     #[test]
     fn narrows_client_go_offer_only() {
         assert_eq!(
-            narrow_offer("v5.channel.k8s.io, v4.channel.k8s.io, v3.channel.k8s.io, v2.channel.k8s.io"),
+            narrow_offer(
+                "v5.channel.k8s.io, v4.channel.k8s.io, v3.channel.k8s.io, v2.channel.k8s.io"
+            ),
             Some("v5.channel.k8s.io")
         );
         // kube-rs offers v5 and v4 and cannot fall back to SPDY.
@@ -358,7 +386,10 @@ mod tests {
     #[test]
     fn detects_upgrades() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         assert!(!is_upgrade(&h));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         assert!(is_upgrade(&h));

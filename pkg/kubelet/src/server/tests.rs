@@ -85,7 +85,11 @@ async fn get(srv: &Running, cert: Option<&(Vec<u8>, Vec<u8>)>, path: &str) -> (u
     c.read_to_end(&mut out).await.ok();
     let text = String::from_utf8_lossy(&out).into_owned();
     let code = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
     (code, body)
 }
 
@@ -110,13 +114,27 @@ async fn serves_container_logs() {
     let k = Some(&srv.pki.kubelet_client);
     let (code, body) = get(&srv, k, "/containerLogs/default/web/app").await;
     assert_eq!(code, 200);
-    assert!(body.ends_with("hello\r\n6\r\nworld\n\r\n0\r\n\r\n") || body.contains("world"), "{body}");
-    let (code, body) = get(&srv, k, "/containerLogs/default/web/app?tailLines=1&timestamps=true").await;
+    assert!(
+        body.ends_with("hello\r\n6\r\nworld\n\r\n0\r\n\r\n") || body.contains("world"),
+        "{body}"
+    );
+    let (code, body) = get(
+        &srv,
+        k,
+        "/containerLogs/default/web/app?tailLines=1&timestamps=true",
+    )
+    .await;
     assert_eq!(code, 200);
-    assert!(body.contains("2024-01-01T00:00:02.000000000Z world\n") && !body.contains("hello"), "{body}");
+    assert!(
+        body.contains("2024-01-01T00:00:02.000000000Z world\n") && !body.contains("hello"),
+        "{body}"
+    );
     let (code, body) = get(&srv, k, "/containerLogs/default/web/app?previous=true").await;
     assert_eq!(code, 400);
-    assert_eq!(body, "previous terminated container \"app\" in pod \"web\" not found");
+    assert_eq!(
+        body,
+        "previous terminated container \"app\" in pod \"web\" not found"
+    );
     let (code, body) = get(&srv, k, "/containerLogs/default/web/nope").await;
     assert_eq!(code, 400, "{body}");
 }
@@ -137,7 +155,8 @@ async fn previous_logs_pick_the_earlier_attempt() {
     assert!(body.contains("hello") && !body.contains("again"), "{body}");
 }
 
-const EXEC: &str = "/exec/default/web/app?command=sh&command=-c&command=true&stdin=1&stdout=1&stderr=1";
+const EXEC: &str =
+    "/exec/default/web/app?command=sh&command=-c&command=true&stdin=1&stdout=1&stderr=1";
 
 #[tokio::test]
 async fn splices_an_upgraded_exec_stream() {
@@ -159,7 +178,11 @@ X-Stream-Protocol-Version: v4.channel.k8s.io\r\nX-Stream-Protocol-Version: chann
     .unwrap();
     let head = read_head(&mut c).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("x-stream-protocol-version: v4.channel.k8s.io"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-stream-protocol-version: v4.channel.k8s.io"),
+        "{head}"
+    );
     for msg in [&b"\x80\x03\x00\x01binary"[..], b"second chunk"] {
         c.write_all(msg).await.unwrap();
         let mut buf = vec![0u8; msg.len()];
@@ -170,11 +193,20 @@ X-Stream-Protocol-Version: v4.channel.k8s.io\r\nX-Stream-Protocol-Version: chann
         assert_eq!(buf, msg);
     }
     let upstream_head = seen.lock().unwrap()[0].clone();
-    assert!(upstream_head.starts_with("POST /exec/token123 HTTP/1.1"), "{upstream_head}");
+    assert!(
+        upstream_head.starts_with("POST /exec/token123 HTTP/1.1"),
+        "{upstream_head}"
+    );
     let lower = upstream_head.to_ascii_lowercase();
     assert!(lower.contains("upgrade: spdy/3.1"), "{upstream_head}");
-    assert!(lower.contains("x-stream-protocol-version: v4.channel.k8s.io"), "{upstream_head}");
-    assert!(lower.contains("x-stream-protocol-version: channel.k8s.io"), "{upstream_head}");
+    assert!(
+        lower.contains("x-stream-protocol-version: v4.channel.k8s.io"),
+        "{upstream_head}"
+    );
+    assert!(
+        lower.contains("x-stream-protocol-version: channel.k8s.io"),
+        "{upstream_head}"
+    );
 }
 
 #[tokio::test]
@@ -201,6 +233,12 @@ Sec-WebSocket-Protocol: v5.channel.k8s.io, v4.channel.k8s.io, v3.channel.k8s.io,
         .unwrap();
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     let upstream_head = seen.lock().unwrap()[0].to_ascii_lowercase();
-    assert!(upstream_head.contains("sec-websocket-protocol: v5.channel.k8s.io\r\n"), "{upstream_head}");
-    assert!(upstream_head.contains("sec-websocket-key: dghlihnhbxbszsbub25jzq=="), "{upstream_head}");
+    assert!(
+        upstream_head.contains("sec-websocket-protocol: v5.channel.k8s.io\r\n"),
+        "{upstream_head}"
+    );
+    assert!(
+        upstream_head.contains("sec-websocket-key: dghlihnhbxbszsbub25jzq=="),
+        "{upstream_head}"
+    );
 }

@@ -32,7 +32,10 @@ impl TestPki {
         let r = |p: std::path::PathBuf| std::fs::read(p).unwrap();
         TestPki {
             ca: r(pki.ca_cert_path()),
-            serving: (r(pki.node_serving_cert_path()), r(pki.node_serving_key_path())),
+            serving: (
+                r(pki.node_serving_cert_path()),
+                r(pki.node_serving_key_path()),
+            ),
             kubelet_client: (
                 r(pki.apiserver_kubelet_client_cert_path()),
                 r(pki.apiserver_kubelet_client_key_path()),
@@ -57,7 +60,9 @@ impl TestPki {
         match cert {
             Some((c, k)) => b
                 .with_client_auth_cert(
-                    CertificateDer::pem_slice_iter(c).map(|c| c.unwrap()).collect(),
+                    CertificateDer::pem_slice_iter(c)
+                        .map(|c| c.unwrap())
+                        .collect(),
                     PrivateKeyDer::from_pem_slice(k).unwrap(),
                 )
                 .unwrap(),
@@ -186,7 +191,9 @@ pub async fn fake_streaming_server(mode: Upstream) -> (SocketAddr, Arc<Mutex<Vec
                         let _ = tokio::io::copy(&mut r, &mut w).await;
                     }
                     Upstream::Refuse => {
-                        c.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\nprotocol not supported").await.unwrap();
+                        c.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\nprotocol not supported")
+                            .await
+                            .unwrap();
                         tokio::time::sleep(std::time::Duration::from_secs(30)).await;
                     }
                 }

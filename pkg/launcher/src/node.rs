@@ -1,0 +1,211 @@
+//! Start steps of the node side: CNI configuration, the container runtime
+//! (containerd started by rkube, or an existing CRI socket), rkube's pause
+//! image, then the scheduler and the node agent, which reach the cluster
+//! only through `kube::Client` with their own certificates.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rkube_runtime::{Containerd, ContainerdOptions};
+
+use crate::pipeline::Context;
+use crate::profile::{ContainerRuntime, Profile};
+use crate::{Error, Result};
+
+/// Directory of the profile's containerd.
+pub fn containerd_dir(profile: &Profile) -> PathBuf {
+    profile.dir().join("containerd")
+}
+
+/// The CNI configuration directory of a profile.
+pub fn cni_conf_dir(profile: &Profile) -> PathBuf {
+    profile.dir().join("cni").join("net.d")
+}
+
+/// The containerd backend of a profile.
+pub fn containerd(profile: &Profile) -> Containerd {
+    let mut opts = ContainerdOptions::new(containerd_dir(profile), rkube_image::PAUSE_IMAGE);
+    opts.cni_conf_dir = cni_conf_dir(profile);
+    Containerd::new(opts)
+}
+
+/// Writes the CNI network configuration (bridge + host-local + portmap).
+pub fn network(ctx: &mut Context) -> Result<()> {
+    if ctx.config.disable_agent || ctx.config.cri_socket.is_some() {
+        return Ok(());
+    }
+    let opts = rkube_network::CniOptions::for_profile(ctx.profile.dir());
+    rkube_network::check_plugins(&opts.cni_bin_dir).map_err(|e| Error::Node(e.to_string()))?;
+    rkube_network::write_conflist(&cni_conf_dir(&ctx.profile), &opts)
+        .map_err(|e| Error::Node(e.to_string()))?;
+    Ok(())
+}
+
+/// Starts (or reuses) the container runtime and records its CRI socket.
+pub async fn runtime(ctx: &mut Context) -> Result<()> {
+    if ctx.config.disable_agent {
+        return Ok(());
+    }
+    if let Some(endpoint) = &ctx.config.cri_socket {
+        let path = rkube_cri::socket_path(endpoint).map_err(|e| Error::Node(e.to_string()))?;
+        ctx.cri_socket = Some(path);
+        return Ok(());
+    }
+    match ctx.config.container_runtime {
+        ContainerRuntime::Containerd => {
+            Containerd::check_host().map_err(|e| Error::Node(e.to_string()))?;
+            let c = containerd(&ctx.profile);
+            c.start().await.map_err(|e| Error::Node(e.to_string()))?;
+            ctx.cri_socket = Some(c.socket());
+            Ok(())
+        }
+        other => Err(Error::Node(format!(
+            "the {other} container runtime is not available in this build yet; use --container-runtime=containerd or --cri-socket unix:///path/to/cri.sock"
+        ))),
+    }
+}
+
+/// Imports rkube's pause image into the runtime unless it is there.
+pub async fn pause_image(ctx: &mut Context) -> Result<()> {
+    let Some(sock) = ctx.cri_socket.clone() else {
+        return Ok(());
+    };
+    if ctx.config.cri_socket.is_some() {
+        // An external runtime brings its own sandbox image configuration.
+        return Ok(());
+    }
+    let clients = rkube_cri::connect(&sock).map_err(|e| Error::Node(e.to_string()))?;
+    let mut image = clients.image.clone();
+    let present = image
+        .image_status(rkube_cri::api::ImageStatusRequest {
+            image: Some(rkube_cri::api::ImageSpec {
+                image: rkube_image::PAUSE_IMAGE.to_string(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .map(|r| r.into_inner().image.is_some())
+        .unwrap_or(false);
+    if present {
+        return Ok(());
+    }
+    let archive = ctx.profile.dir().join("pause.tar");
+    rkube_image::write_pause_archive(&archive).map_err(|e| Error::Node(e.to_string()))?;
+    if ctx.config.container_runtime == ContainerRuntime::Containerd {
+        containerd(&ctx.profile)
+            .import_image(&archive)
+            .await
+            .map_err(|e| Error::Node(e.to_string()))?;
+    }
+    let _ = std::fs::remove_file(&archive);
+    Ok(())
+}
+
+async fn client_for(ctx: &Context, cert: &str, key: &str) -> Result<kube::Client> {
+    let pki = ctx
+        .pki
+        .as_ref()
+        .ok_or_else(|| Error::Node("certificates not ready".into()))?;
+    let ca_path = pki.ca_cert_path();
+    let ca = std::fs::read_to_string(&ca_path).map_err(Error::io("read", &ca_path))?;
+    let yaml = rkube_pki::kubeconfig::render("node", &ctx.server_url(), &ca, cert, key);
+    let kc = kube::config::Kubeconfig::from_yaml(&yaml).map_err(|e| Error::Node(e.to_string()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| Error::Node(e.to_string()))?;
+    kube::Client::try_from(cfg).map_err(|e| Error::Node(e.to_string()))
+}
+
+/// The host's address that pods and the API server use to reach the node.
+pub fn node_ip() -> IpAddr {
+    local_ip_address::local_ip().unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// Starts the scheduler in this process.
+pub async fn scheduler(ctx: &mut Context) -> Result<()> {
+    if ctx.config.disable_agent {
+        return Ok(());
+    }
+    let pki = ctx
+        .pki
+        .as_ref()
+        .ok_or_else(|| Error::Node("certificates not ready".into()))?;
+    let (cert, key) =
+        rkube_pki::issue_client_cert(pki, "system:kube-scheduler", &[], 365).map_err(Error::Pki)?;
+    let client = client_for(ctx, &cert, &key).await?;
+    let rx = ctx.agents_shutdown.subscribe();
+    ctx.agents.push(tokio::spawn(async move {
+        let cfg = rkube_scheduler::SchedulerConfig::default();
+        if let Err(e) = rkube_scheduler::run(client, cfg, rx).await {
+            tracing::error!("scheduler stopped: {e}");
+        }
+    }));
+    Ok(())
+}
+
+/// Starts the node agent in this process.
+pub async fn node_agent(ctx: &mut Context) -> Result<()> {
+    let Some(sock) = ctx.cri_socket.clone() else {
+        return Ok(());
+    };
+    let pki = ctx
+        .pki
+        .as_ref()
+        .ok_or_else(|| Error::Node("certificates not ready".into()))?;
+    let read = |p: PathBuf| std::fs::read(&p).map_err(Error::io("read", &p));
+    let cert = String::from_utf8_lossy(&read(pki.node_cert_path())?).into_owned();
+    let key = String::from_utf8_lossy(&read(pki.node_key_path())?).into_owned();
+    let ca = String::from_utf8_lossy(&read(pki.ca_cert_path())?).into_owned();
+    let serving_cert_pem = read(pki.node_serving_cert_path())?;
+    let serving_key_pem = read(pki.node_serving_key_path())?;
+    let client = client_for(ctx, &cert, &key).await?;
+    let ip = node_ip();
+    let cfg = rkube_kubelet::NodeAgentConfig {
+        node_name: ctx.config.node_name.clone(),
+        client,
+        cri_socket: sock,
+        root_dir: ctx.profile.dir().join("kubelet"),
+        max_pods: ctx.config.max_pods,
+        cluster_dns: Vec::new(),
+        cluster_domain: "cluster.local".into(),
+        node_ip: ip,
+        api_host: ip.to_string(),
+        api_port: ctx.config.apiserver_port,
+        cluster_ca_pem: ca,
+        serving_cert_pem,
+        serving_key_pem,
+        server_port: 0,
+        cgroup_parent: None,
+    };
+    let rx = ctx.agents_shutdown.subscribe();
+    ctx.agents.push(tokio::spawn(async move {
+        if let Err(e) = rkube_kubelet::run(cfg, rx).await {
+            tracing::error!("node agent stopped: {e}");
+        }
+    }));
+    Ok(())
+}
+
+/// Waits until the node reports Ready (used by `start` for its last line).
+pub async fn wait_node_ready(client: &kube::Client, node: &str, timeout: Duration) -> bool {
+    use k8s_openapi::api::core::v1::Node;
+    let api: kube::Api<Node> = kube::Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Some(n)) = api.get_opt(node).await {
+            let ready = n
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            if ready {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
