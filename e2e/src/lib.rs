@@ -557,8 +557,8 @@ impl Cluster {
 
     /// The last `n` lines of `profiles/<name>/containerd.log`.
     pub fn containerd_log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(self.profile_dir().join("containerd.log"))
-            .unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.profile_dir().join("containerd.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
@@ -655,7 +655,10 @@ mod tests {
         assert_eq!(pod_phase(&pod), "Running");
         assert_eq!(pod_condition(&pod, "Ready"), Some("False"));
         assert_eq!(pod_condition(&pod, "Initialized"), None);
-        assert_eq!(container_status(&pod, "a", false).unwrap()["restartCount"], 2);
+        assert_eq!(
+            container_status(&pod, "a", false).unwrap()["restartCount"],
+            2
+        );
         assert!(container_status(&pod, "a", true).is_none());
         assert!(container_status(&pod, "i", true).is_some());
         assert_eq!(pod_phase(&serde_json::json!({})), "");

@@ -114,7 +114,8 @@ pub fn classify(method: &str, path: &str, query: Option<&str>) -> RequestInfo {
         rest.remove(0);
     }
     if rest.len() >= 2 && rest[0] == "namespaces" {
-        if rest.len() >= 3 {
+        // /namespaces/{name}/status and /finalize address the namespace itself.
+        if rest.len() >= 3 && rest[2] != "status" && rest[2] != "finalize" {
             info.namespace = Some(rest[1].to_string());
             rest.drain(0..2);
         } else {

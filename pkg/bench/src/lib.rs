@@ -81,7 +81,13 @@ impl Profile {
 
     fn pid(&self) -> Option<u32> {
         let p = self.home.path().join("profiles/bench/rkube.pid");
-        std::fs::read_to_string(p).ok()?.lines().next()?.trim().parse().ok()
+        std::fs::read_to_string(p)
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     async fn client(&self) -> Result<kube::Client> {

@@ -46,6 +46,33 @@ pub fn run(profile_name: &str, all: bool) -> Result<()> {
     Ok(())
 }
 
+/// Stops the profile's containers and unmounts the runtime's state (shims,
+/// sandboxes and mounts survive `stop` on purpose so pods outlive restarts).
+fn remove_runtime_state(profile: &Profile) {
+    let dir = crate::node::containerd_dir(profile);
+    if !dir.exists() {
+        return;
+    }
+    let c = crate::node::containerd(profile);
+    let run = async move { c.delete().await };
+    let result = match tokio::runtime::Handle::try_current() {
+        Ok(h) => tokio::task::block_in_place(|| h.block_on(run)),
+        Err(_) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(run),
+            Err(e) => {
+                tracing::warn!("cannot clean up the container runtime: {e}");
+                return;
+            }
+        },
+    };
+    if let Err(e) = result {
+        tracing::warn!("cleaning up the container runtime: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,29 +95,5 @@ mod tests {
             "{text}"
         );
         assert!(!delete(&profile, &kc).unwrap());
-    }
-}
-
-/// Stops the profile's containers and unmounts the runtime's state (shims,
-/// sandboxes and mounts survive `stop` on purpose so pods outlive restarts).
-fn remove_runtime_state(profile: &Profile) {
-    let dir = crate::node::containerd_dir(profile);
-    if !dir.exists() {
-        return;
-    }
-    let c = crate::node::containerd(profile);
-    let run = async move { c.delete().await };
-    let result = match tokio::runtime::Handle::try_current() {
-        Ok(h) => tokio::task::block_in_place(|| h.block_on(run)),
-        Err(_) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt.block_on(run),
-            Err(e) => {
-                tracing::warn!("cannot clean up the container runtime: {e}");
-                return;
-            }
-        },
-    };
-    if let Err(e) = result {
-        tracing::warn!("cleaning up the container runtime: {e}");
     }
 }

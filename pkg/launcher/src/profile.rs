@@ -443,7 +443,13 @@ mod tests {
             container_runtime: Some(ContainerRuntime::Docker),
             datastore: None,
             node_name: Some("n1".into()),
+            cri_socket: Some("unix:///run/x.sock".into()),
+            disable_agent: Some(true),
+            max_pods: None,
         });
+        assert_eq!(cfg.cri_socket.as_deref(), Some("unix:///run/x.sock"));
+        assert!(cfg.disable_agent);
+        assert_eq!(cfg.max_pods, 110);
         p.save_config(&cfg).unwrap();
         let loaded = p.load_config().unwrap().unwrap();
         assert_eq!(loaded, cfg);

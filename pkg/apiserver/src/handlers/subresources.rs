@@ -171,12 +171,9 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
             super::proxy::node_proxy(&ctx.state, (addr.0.as_str(), addr.1), &rest, &query, req)
                 .await
         }
-        ("log" | "exec" | "attach" | "portforward" | "proxy", _) => {
-            Err(ApiError::not_implemented(format!(
-                "{}/{sub} is not served by rkube yet",
-                ctx.res.plural
-            )))
-        }
+        ("log" | "exec" | "attach" | "portforward" | "proxy", _) => Err(ApiError::not_implemented(
+            format!("{}/{sub} is not served by rkube yet", ctx.res.plural),
+        )),
         _ => Err(ApiError::method_not_allowed(
             &verb,
             &format!("{}/{sub}", ctx.res.plural),

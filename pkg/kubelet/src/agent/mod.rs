@@ -109,7 +109,11 @@ pub async fn run(cfg: NodeAgentConfig, mut shutdown: watch::Receiver<bool>) -> R
         pods: Mutex::new(HashMap::new()),
         runtime_name: Mutex::new(String::new()),
     });
-    let node_task = tokio::spawn(node::run(agent.clone(), server_addr.port(), shutdown.clone()));
+    let node_task = tokio::spawn(node::run(
+        agent.clone(),
+        server_addr.port(),
+        shutdown.clone(),
+    ));
     let pods_task = tokio::spawn(pod_loop(agent.clone(), shutdown.clone()));
     let _ = shutdown.wait_for(|s| *s).await;
     node_task.abort();

@@ -17,7 +17,9 @@ use super::Agent;
 pub const KUBELET_VERSION: &str = "v1.33.0-rkube.1";
 
 fn read_trim(p: &str) -> String {
-    std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn mem_kib() -> u64 {
@@ -41,9 +43,11 @@ fn os_image() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("PRETTY_NAME="))
-                .map(|l| l.trim_start_matches("PRETTY_NAME=").trim_matches('"').to_string())
+            s.lines().find(|l| l.starts_with("PRETTY_NAME=")).map(|l| {
+                l.trim_start_matches("PRETTY_NAME=")
+                    .trim_matches('"')
+                    .to_string()
+            })
         })
         .unwrap_or_else(|| "Linux".into())
 }
@@ -51,32 +55,61 @@ fn os_image() -> String {
 /// Runtime readiness from CRI Status: (ready, message).
 async fn runtime_ready(agent: &Agent) -> (bool, String, String) {
     let mut rt = agent.cri.runtime.clone();
-    let version = match rt.version(rkube_cri::api::VersionRequest { version: "v1".into() }).await {
+    let version = match rt
+        .version(rkube_cri::api::VersionRequest {
+            version: "v1".into(),
+        })
+        .await
+    {
         Ok(v) => {
             let v = v.into_inner();
             *agent.runtime_name.lock().await = v.runtime_name.clone();
             format!("{}://{}", v.runtime_name, v.runtime_version)
         }
-        Err(e) => return (false, format!("container runtime is down: {}", e.message()), String::new()),
+        Err(e) => {
+            return (
+                false,
+                format!("container runtime is down: {}", e.message()),
+                String::new(),
+            )
+        }
     };
-    match rt.status(rkube_cri::api::StatusRequest { verbose: false }).await {
+    match rt
+        .status(rkube_cri::api::StatusRequest { verbose: false })
+        .await
+    {
         Ok(s) => {
-            let conds = s.into_inner().status.map(|s| s.conditions).unwrap_or_default();
+            let conds = s
+                .into_inner()
+                .status
+                .map(|s| s.conditions)
+                .unwrap_or_default();
             let mut bad = Vec::new();
             for want in ["RuntimeReady", "NetworkReady"] {
                 match conds.iter().find(|c| c.r#type == want) {
                     Some(c) if c.status => {}
-                    Some(c) => bad.push(format!("{want}=false reason:{} message:{}", c.reason, c.message)),
+                    Some(c) => bad.push(format!(
+                        "{want}=false reason:{} message:{}",
+                        c.reason, c.message
+                    )),
                     None => bad.push(format!("{want} missing")),
                 }
             }
             if bad.is_empty() {
                 (true, String::new(), version)
             } else {
-                (false, format!("container runtime network not ready: {}", bad.join(", ")), version)
+                (
+                    false,
+                    format!("container runtime network not ready: {}", bad.join(", ")),
+                    version,
+                )
             }
         }
-        Err(e) => (false, format!("container runtime status check failed: {}", e.message()), version),
+        Err(e) => (
+            false,
+            format!("container runtime status check failed: {}", e.message()),
+            version,
+        ),
     }
 }
 
@@ -98,10 +131,19 @@ fn node_object(agent: &Agent, port: u16) -> Value {
     })
 }
 
-fn status_patch(agent: &Agent, port: u16, ready: bool, msg: &str, runtime_version: &str, prev: Option<&Node>) -> Value {
+fn status_patch(
+    agent: &Agent,
+    port: u16,
+    ready: bool,
+    msg: &str,
+    runtime_version: &str,
+    prev: Option<&Node>,
+) -> Value {
     let cfg = &agent.cfg;
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mem = format!("{}Ki", mem_kib());
     let disk = disk_bytes(&cfg.root_dir).to_string();
     let arch = match std::env::consts::ARCH {
@@ -116,7 +158,10 @@ fn status_patch(agent: &Agent, port: u16, ready: bool, msg: &str, runtime_versio
             .map(|c| {
                 (
                     c.status.clone(),
-                    c.last_transition_time.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+                    c.last_transition_time
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                        .unwrap_or_default(),
                 )
             })
     };
@@ -129,7 +174,11 @@ fn status_patch(agent: &Agent, port: u16, ready: bool, msg: &str, runtime_versio
                "lastHeartbeatTime": now, "lastTransitionTime": transition})
     };
     let (rs, rr, rm) = if ready {
-        ("True", "KubeletReady", "kubelet is posting ready status".to_string())
+        (
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status".to_string(),
+        )
     } else {
         ("False", "KubeletNotReady", msg.to_string())
     };
@@ -215,12 +264,15 @@ pub(crate) async fn run(agent: Arc<Agent>, port: u16, shutdown: watch::Receiver<
 async fn renew_lease(agent: &Agent, node: Option<&Node>) -> Result<(), kube::Error> {
     let leases: Api<Lease> = Api::namespaced(agent.cfg.client.clone(), "kube-node-lease");
     let name = &agent.cfg.node_name;
-    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
     let mut obj = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": name, "namespace": "kube-node-lease"},
         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}});
     if let Some(uid) = node.and_then(|n| n.metadata.uid.clone()) {
-        obj["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid}]);
+        obj["metadata"]["ownerReferences"] =
+            json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid}]);
     }
     match leases.get_opt(name).await? {
         None => {
@@ -229,7 +281,11 @@ async fn renew_lease(agent: &Agent, node: Option<&Node>) -> Result<(), kube::Err
         }
         Some(_) => {
             leases
-                .patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"renewTime": now, "holderIdentity": name}})))
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"spec": {"renewTime": now, "holderIdentity": name}})),
+                )
                 .await?;
         }
     }

@@ -98,27 +98,38 @@ pub(crate) async fn list_sandboxes(agent: &Agent, uid: Option<&str>) -> Vec<cri:
     let mut rt = agent.cri.runtime.clone();
     let mut filter = cri::PodSandboxFilter::default();
     if let Some(uid) = uid {
-        filter.label_selector.insert("io.kubernetes.pod.uid".into(), uid.into());
+        filter
+            .label_selector
+            .insert("io.kubernetes.pod.uid".into(), uid.into());
     }
-    rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) })
-        .await
-        .map(|r| r.into_inner().items)
-        .unwrap_or_default()
+    rt.list_pod_sandbox(cri::ListPodSandboxRequest {
+        filter: Some(filter),
+    })
+    .await
+    .map(|r| r.into_inner().items)
+    .unwrap_or_default()
 }
 
 async fn list_containers(agent: &Agent, uid: &str) -> Vec<cri::ContainerStatus> {
     let mut rt = agent.cri.runtime.clone();
     let mut filter = cri::ContainerFilter::default();
-    filter.label_selector.insert("io.kubernetes.pod.uid".into(), uid.into());
+    filter
+        .label_selector
+        .insert("io.kubernetes.pod.uid".into(), uid.into());
     let list = rt
-        .list_containers(cri::ListContainersRequest { filter: Some(filter) })
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(filter),
+        })
         .await
         .map(|r| r.into_inner().containers)
         .unwrap_or_default();
     let mut out = Vec::new();
     for c in list {
         if let Ok(s) = rt
-            .container_status(cri::ContainerStatusRequest { container_id: c.id.clone(), verbose: false })
+            .container_status(cri::ContainerStatusRequest {
+                container_id: c.id.clone(),
+                verbose: false,
+            })
             .await
         {
             if let Some(mut s) = s.into_inner().status {
@@ -139,7 +150,13 @@ fn cname(c: &cri::ContainerStatus) -> &str {
 }
 
 /// The newest and the previous container of `name`.
-fn latest<'a>(all: &'a [cri::ContainerStatus], name: &str) -> (Option<&'a cri::ContainerStatus>, Option<&'a cri::ContainerStatus>) {
+fn latest<'a>(
+    all: &'a [cri::ContainerStatus],
+    name: &str,
+) -> (
+    Option<&'a cri::ContainerStatus>,
+    Option<&'a cri::ContainerStatus>,
+) {
     let mut v: Vec<&cri::ContainerStatus> = all.iter().filter(|c| cname(c) == name).collect();
     v.sort_by_key(|c| (attempt(c), c.created_at));
     let last = v.pop();
@@ -167,7 +184,10 @@ async fn sync(agent: &Arc<Agent>, st: &mut State, pod: &Pod, gone: bool) -> bool
             let api: Api<Pod> = Api::namespaced(agent.cfg.client.clone(), &ns);
             let dp = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
                 ..Default::default()
             };
             match api.delete(&name, &dp).await {
@@ -183,12 +203,20 @@ async fn sync(agent: &Arc<Agent>, st: &mut State, pod: &Pod, gone: bool) -> bool
     }
     let spec = pod.spec.clone().unwrap_or_default();
     // Terminal pods keep their status; their sandbox is stopped.
-    let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
     if phase == "Succeeded" || phase == "Failed" {
         for sb in &sandboxes {
             if sb.state == cri::PodSandboxState::SandboxReady as i32 {
                 let mut rt = agent.cri.runtime.clone();
-                let _ = rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
+                let _ = rt
+                    .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                        pod_sandbox_id: sb.id.clone(),
+                    })
+                    .await;
             }
         }
         return false;
@@ -198,14 +226,23 @@ async fn sync(agent: &Arc<Agent>, st: &mut State, pod: &Pod, gone: bool) -> bool
         match agent.volumes.setup(pod).await {
             Ok(v) => st.vols = Some(v),
             Err(e) => {
-                for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
-                    st.waiting.insert(c.name.clone(), ("ContainerCreating".into(), e.to_string()));
+                for c in spec
+                    .init_containers
+                    .iter()
+                    .flatten()
+                    .chain(spec.containers.iter())
+                {
+                    st.waiting
+                        .insert(c.name.clone(), ("ContainerCreating".into(), e.to_string()));
                 }
                 write_status(agent, st, pod, &[], None).await;
                 return false;
             }
         }
-    } else if st.refreshed.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+    } else if st
+        .refreshed
+        .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+    {
         if let Some(v) = &st.vols {
             if let Err(e) = agent.volumes.refresh(pod, v).await {
                 tracing::debug!("refreshing volumes of {ns}/{name}: {e}");
@@ -225,8 +262,16 @@ async fn sync(agent: &Arc<Agent>, st: &mut State, pod: &Pod, gone: bool) -> bool
             // A dead sandbox: clean it away and start over (containers restart).
             for sb in &sandboxes {
                 let mut rt = agent.cri.runtime.clone();
-                let _ = rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
-                let _ = rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
+                let _ = rt
+                    .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                        pod_sandbox_id: sb.id.clone(),
+                    })
+                    .await;
+                let _ = rt
+                    .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                        pod_sandbox_id: sb.id.clone(),
+                    })
+                    .await;
             }
             st.probes.clear();
             st.post_start_done.clear();
@@ -234,15 +279,24 @@ async fn sync(agent: &Arc<Agent>, st: &mut State, pod: &Pod, gone: bool) -> bool
             let handler = runtime_handler(agent, pod).await;
             let mut rt = agent.cri.runtime.clone();
             match rt
-                .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(cfg), runtime_handler: handler })
+                .run_pod_sandbox(cri::RunPodSandboxRequest {
+                    config: Some(cfg),
+                    runtime_handler: handler,
+                })
                 .await
             {
                 Ok(r) => r.into_inner().pod_sandbox_id,
                 Err(e) => {
                     let msg = format!("Failed to create pod sandbox: {}", e.message());
                     tracing::warn!("{ns}/{name}: {msg}");
-                    for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
-                        st.waiting.insert(c.name.clone(), ("ContainerCreating".into(), msg.clone()));
+                    for c in spec
+                        .init_containers
+                        .iter()
+                        .flatten()
+                        .chain(spec.containers.iter())
+                    {
+                        st.waiting
+                            .insert(c.name.clone(), ("ContainerCreating".into(), msg.clone()));
                     }
                     write_status(agent, st, pod, &[], None).await;
                     return false;
@@ -253,7 +307,10 @@ async fn sync(agent: &Arc<Agent>, st: &mut State, pod: &Pod, gone: bool) -> bool
     if st.pod_ip.is_empty() {
         let mut rt = agent.cri.runtime.clone();
         if let Ok(s) = rt
-            .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: sandbox_id.clone(), verbose: false })
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox_id.clone(),
+                verbose: false,
+            })
             .await
         {
             st.pod_ip = s
@@ -285,7 +342,11 @@ async fn sync(agent: &Arc<Agent>, st: &mut State, pod: &Pod, gone: bool) -> bool
             Some(l) if l.state == RUNNING || l.state == CREATED => {
                 if l.state == CREATED {
                     let mut rt = agent.cri.runtime.clone();
-                    let _ = rt.start_container(cri::StartContainerRequest { container_id: l.id.clone() }).await;
+                    let _ = rt
+                        .start_container(cri::StartContainerRequest {
+                            container_id: l.id.clone(),
+                        })
+                        .await;
                 }
                 init_done = false;
                 break;
@@ -325,12 +386,18 @@ async fn sync(agent: &Arc<Agent>, st: &mut State, pod: &Pod, gone: bool) -> bool
                 }
                 Some(l) if l.state == CREATED => {
                     let mut rt = agent.cri.runtime.clone();
-                    let _ = rt.start_container(cri::StartContainerRequest { container_id: l.id.clone() }).await;
+                    let _ = rt
+                        .start_container(cri::StartContainerRequest {
+                            container_id: l.id.clone(),
+                        })
+                        .await;
                 }
                 Some(l) if l.state == RUNNING => {
                     run_probes(agent, st, pod, c, l).await;
                     if let Some(b) = st.backoff.get_mut(&c.name) {
-                        let ran = (chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) - l.started_at) / 1_000_000_000;
+                        let ran = (chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+                            - l.started_at)
+                            / 1_000_000_000;
                         if ran > 600 {
                             *b = Backoff::default();
                         }
@@ -409,11 +476,23 @@ fn host_dns() -> cri::DnsConfig {
 fn sandbox_config(agent: &Agent, pod: &Pod, attempt: u32) -> cri::PodSandboxConfig {
     let (ns, name, uid) = labels_of(pod);
     let spec = pod.spec.clone().unwrap_or_default();
-    let mut labels: HashMap<String, String> = pod.metadata.labels.clone().unwrap_or_default().into_iter().collect();
+    let mut labels: HashMap<String, String> = pod
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     labels.insert("io.kubernetes.pod.name".into(), name.clone());
     labels.insert("io.kubernetes.pod.namespace".into(), ns.clone());
     labels.insert("io.kubernetes.pod.uid".into(), uid.clone());
-    let annotations: HashMap<String, String> = pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect();
+    let annotations: HashMap<String, String> = pod
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let host_network = spec.host_network == Some(true);
     let dns = match spec.dns_policy.as_deref() {
         Some("None") => {
@@ -432,15 +511,17 @@ fn sandbox_config(agent: &Agent, pod: &Pod, attempt: u32) -> cri::PodSandboxConf
                     .collect(),
             }
         }
-        Some("ClusterFirst") | None if !agent.cfg.cluster_dns.is_empty() && !host_network => cri::DnsConfig {
-            servers: agent.cfg.cluster_dns.clone(),
-            searches: vec![
-                format!("{ns}.svc.{}", agent.cfg.cluster_domain),
-                format!("svc.{}", agent.cfg.cluster_domain),
-                agent.cfg.cluster_domain.clone(),
-            ],
-            options: vec!["ndots:5".into()],
-        },
+        Some("ClusterFirst") | None if !agent.cfg.cluster_dns.is_empty() && !host_network => {
+            cri::DnsConfig {
+                servers: agent.cfg.cluster_dns.clone(),
+                searches: vec![
+                    format!("{ns}.svc.{}", agent.cfg.cluster_domain),
+                    format!("svc.{}", agent.cfg.cluster_domain),
+                    agent.cfg.cluster_domain.clone(),
+                ],
+                options: vec!["ndots:5".into()],
+            }
+        }
         _ => host_dns(),
     };
     let mut ports = Vec::new();
@@ -467,7 +548,11 @@ fn sandbox_config(agent: &Agent, pod: &Pod, attempt: u32) -> cri::PodSandboxConf
         .chain(spec.init_containers.iter().flatten())
         .any(|c| c.security_context.as_ref().and_then(|s| s.privileged) == Some(true));
     let ns_opts = cri::NamespaceOption {
-        network: if host_network { cri::NamespaceMode::Node as i32 } else { cri::NamespaceMode::Pod as i32 },
+        network: if host_network {
+            cri::NamespaceMode::Node as i32
+        } else {
+            cri::NamespaceMode::Pod as i32
+        },
         pid: if spec.host_pid == Some(true) {
             cri::NamespaceMode::Node as i32
         } else if spec.share_process_namespace == Some(true) {
@@ -475,18 +560,39 @@ fn sandbox_config(agent: &Agent, pod: &Pod, attempt: u32) -> cri::PodSandboxConf
         } else {
             cri::NamespaceMode::Container as i32
         },
-        ipc: if spec.host_ipc == Some(true) { cri::NamespaceMode::Node as i32 } else { cri::NamespaceMode::Pod as i32 },
+        ipc: if spec.host_ipc == Some(true) {
+            cri::NamespaceMode::Node as i32
+        } else {
+            cri::NamespaceMode::Pod as i32
+        },
         ..Default::default()
     };
-    let hostname = spec.hostname.clone().unwrap_or_else(|| name.chars().take(63).collect());
+    let hostname = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| name.chars().take(63).collect());
     cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata { name, uid: uid.clone(), namespace: ns.clone(), attempt }),
-        hostname: if host_network { String::new() } else { hostname },
+        metadata: Some(cri::PodSandboxMetadata {
+            name,
+            uid: uid.clone(),
+            namespace: ns.clone(),
+            attempt,
+        }),
+        hostname: if host_network {
+            String::new()
+        } else {
+            hostname
+        },
         log_directory: agent
             .cfg
             .root_dir
             .join("logs")
-            .join(format!("{}_{}_{}", ns, pod.metadata.name.clone().unwrap_or_default(), uid))
+            .join(format!(
+                "{}_{}_{}",
+                ns,
+                pod.metadata.name.clone().unwrap_or_default(),
+                uid
+            ))
             .to_string_lossy()
             .into_owned(),
         dns_config: Some(dns),
@@ -516,37 +622,78 @@ fn sandbox_config(agent: &Agent, pod: &Pod, attempt: u32) -> cri::PodSandboxConf
 }
 
 const MASKED: &[&str] = &[
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 ];
-const READONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+const READONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
-fn quantity_milli(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Option<i64> {
+fn quantity_milli(
+    q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+) -> Option<i64> {
     let q = q?;
-    crate::env::parse_quantity(&q.0).ok().map(|n| crate::env::milli_value(n) as i64)
+    crate::env::parse_quantity(&q.0)
+        .ok()
+        .map(|n| crate::env::milli_value(n) as i64)
 }
 
-fn quantity_value(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Option<i64> {
+fn quantity_value(
+    q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+) -> Option<i64> {
     let q = q?;
-    crate::env::parse_quantity(&q.0).ok().map(|n| crate::env::value(n) as i64)
+    crate::env::parse_quantity(&q.0)
+        .ok()
+        .map(|n| crate::env::value(n) as i64)
 }
 
 fn linux_resources(pod: &Pod, c: &Container) -> cri::LinuxContainerResources {
-    let req = c.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
-    let lim = c.resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
+    let req = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.clone())
+        .unwrap_or_default();
+    let lim = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
     let cpu_req = quantity_milli(req.get("cpu")).or(quantity_milli(lim.get("cpu")));
     let shares = cpu_req.map(|m| (m * 1024 / 1000).max(2)).unwrap_or(2);
-    let quota = quantity_milli(lim.get("cpu")).map(|m| (m * 100_000 / 1000).max(1000)).unwrap_or(0);
+    let quota = quantity_milli(lim.get("cpu"))
+        .map(|m| (m * 100_000 / 1000).max(1000))
+        .unwrap_or(0);
     let mem_limit = quantity_value(lim.get("memory")).unwrap_or(0);
     // Upstream's OOM score, clamped at 0: this host forbids negative values.
-    let qos = pod.status.as_ref().and_then(|s| s.qos_class.clone()).unwrap_or_default();
+    let qos = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.qos_class.clone())
+        .unwrap_or_default();
     let oom = match qos.as_str() {
         "BestEffort" => 1000,
         "Guaranteed" => 0,
         _ => {
             let cap = std::fs::read_to_string("/proc/meminfo")
                 .ok()
-                .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<i64>().ok()))
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("MemTotal:"))
+                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<i64>().ok())
+                })
                 .unwrap_or(1)
                 * 1024;
             let mreq = quantity_value(req.get("memory")).unwrap_or(0);
@@ -564,7 +711,11 @@ fn linux_resources(pod: &Pod, c: &Container) -> cri::LinuxContainerResources {
 }
 
 fn security(pod: &Pod, c: &Container) -> cri::LinuxContainerSecurityContext {
-    let psc = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+    let psc = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.clone())
+        .unwrap_or_default();
     let sc = c.security_context.clone().unwrap_or_default();
     let privileged = sc.privileged == Some(true);
     let caps = sc.capabilities.clone().unwrap_or_default();
@@ -576,18 +727,40 @@ fn security(pod: &Pod, c: &Container) -> cri::LinuxContainerSecurityContext {
         }),
         privileged,
         namespace_options: Some(cri::NamespaceOption {
-            network: if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) { cri::NamespaceMode::Node as i32 } else { cri::NamespaceMode::Pod as i32 },
-            pid: if pod.spec.as_ref().and_then(|s| s.share_process_namespace) == Some(true) { cri::NamespaceMode::Pod as i32 } else { cri::NamespaceMode::Container as i32 },
+            network: if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+                cri::NamespaceMode::Node as i32
+            } else {
+                cri::NamespaceMode::Pod as i32
+            },
+            pid: if pod.spec.as_ref().and_then(|s| s.share_process_namespace) == Some(true) {
+                cri::NamespaceMode::Pod as i32
+            } else {
+                cri::NamespaceMode::Container as i32
+            },
             ipc: cri::NamespaceMode::Pod as i32,
             ..Default::default()
         }),
-        run_as_user: sc.run_as_user.or(psc.run_as_user).map(|v| cri::Int64Value { value: v }),
-        run_as_group: sc.run_as_group.or(psc.run_as_group).map(|v| cri::Int64Value { value: v }),
+        run_as_user: sc
+            .run_as_user
+            .or(psc.run_as_user)
+            .map(|v| cri::Int64Value { value: v }),
+        run_as_group: sc
+            .run_as_group
+            .or(psc.run_as_group)
+            .map(|v| cri::Int64Value { value: v }),
         readonly_rootfs: sc.read_only_root_filesystem == Some(true),
         supplemental_groups: psc.supplemental_groups.unwrap_or_default(),
         no_new_privs: sc.allow_privilege_escalation == Some(false),
-        masked_paths: if privileged { vec![] } else { MASKED.iter().map(|s| s.to_string()).collect() },
-        readonly_paths: if privileged { vec![] } else { READONLY.iter().map(|s| s.to_string()).collect() },
+        masked_paths: if privileged {
+            vec![]
+        } else {
+            MASKED.iter().map(|s| s.to_string()).collect()
+        },
+        readonly_paths: if privileged {
+            vec![]
+        } else {
+            READONLY.iter().map(|s| s.to_string()).collect()
+        },
         ..Default::default()
     }
 }
@@ -595,17 +768,32 @@ fn security(pod: &Pod, c: &Container) -> cri::LinuxContainerSecurityContext {
 async fn pull_secrets(agent: &Agent, pod: &Pod, image: &str) -> Option<cri::AuthConfig> {
     use base64::Engine;
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let host = image.split('/').next().filter(|h| h.contains('.') || h.contains(':')).unwrap_or("docker.io");
-    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(agent.cfg.client.clone(), &ns);
+    let host = image
+        .split('/')
+        .next()
+        .filter(|h| h.contains('.') || h.contains(':'))
+        .unwrap_or("docker.io");
+    let api: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(agent.cfg.client.clone(), &ns);
     for s in pod.spec.as_ref()?.image_pull_secrets.iter().flatten() {
-        let Ok(Some(secret)) = api.get_opt(&s.name).await else { continue };
+        let Ok(Some(secret)) = api.get_opt(&s.name).await else {
+            continue;
+        };
         let data = secret.data.unwrap_or_default();
-        let raw = data.get(".dockerconfigjson").or_else(|| data.get(".dockercfg"))?;
+        let raw = data
+            .get(".dockerconfigjson")
+            .or_else(|| data.get(".dockercfg"))?;
         let v: Value = serde_json::from_slice(&raw.0).ok()?;
         let auths = v.get("auths").unwrap_or(&v);
         for (reg, a) in auths.as_object()? {
-            let reg_host = reg.trim_start_matches("https://").trim_start_matches("http://").split('/').next().unwrap_or("");
-            let matches = reg_host == host || (host == "docker.io" && reg_host.contains("docker.io"));
+            let reg_host = reg
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            let matches =
+                reg_host == host || (host == "docker.io" && reg_host.contains("docker.io"));
             if !matches {
                 continue;
             }
@@ -636,20 +824,39 @@ async fn pull_secrets(agent: &Agent, pod: &Pod, image: &str) -> Option<cri::Auth
 }
 
 /// Ensures the image, builds the config, creates and starts one container.
-async fn start_container(agent: &Agent, st: &mut State, pod: &Pod, c: &Container, sandbox_id: &str, attempt_no: u32) {
+async fn start_container(
+    agent: &Agent,
+    st: &mut State,
+    pod: &Pod,
+    c: &Container,
+    sandbox_id: &str,
+    attempt_no: u32,
+) {
     let (ns, name, uid) = labels_of(pod);
     let image = c.image.clone().unwrap_or_default();
-    let policy = c.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into());
+    let policy = c
+        .image_pull_policy
+        .clone()
+        .unwrap_or_else(|| "IfNotPresent".into());
     let mut img = agent.cri.image.clone();
     let present = img
-        .image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }), verbose: false })
+        .image_status(cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
         .await
         .map(|r| r.into_inner().image.is_some())
         .unwrap_or(false);
     if !present && policy == "Never" {
         st.waiting.insert(
             c.name.clone(),
-            ("ErrImageNeverPull".into(), format!("Container image \"{image}\" is not present with pull policy of Never")),
+            (
+                "ErrImageNeverPull".into(),
+                format!("Container image \"{image}\" is not present with pull policy of Never"),
+            ),
         );
         return;
     }
@@ -657,14 +864,23 @@ async fn start_container(agent: &Agent, st: &mut State, pod: &Pod, c: &Container
         let key = format!("pull:{}", c.name);
         let b = st.backoff.entry(key.clone()).or_default();
         if !b.ready(Instant::now()) {
-            st.waiting.insert(c.name.clone(), ("ImagePullBackOff".into(), format!("Back-off pulling image \"{image}\"")));
+            st.waiting.insert(
+                c.name.clone(),
+                (
+                    "ImagePullBackOff".into(),
+                    format!("Back-off pulling image \"{image}\""),
+                ),
+            );
             return;
         }
         let auth = pull_secrets(agent, pod, &image).await;
         let sandbox_config = sandbox_config(agent, pod, 0);
         match img
             .pull_image(cri::PullImageRequest {
-                image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+                image: Some(cri::ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
                 auth,
                 sandbox_config: Some(sandbox_config),
             })
@@ -677,7 +893,10 @@ async fn start_container(agent: &Agent, st: &mut State, pod: &Pod, c: &Container
                 st.backoff.entry(key).or_default().bump(Instant::now());
                 st.waiting.insert(
                     c.name.clone(),
-                    ("ErrImagePull".into(), format!("failed to pull image \"{image}\": {}", e.message())),
+                    (
+                        "ErrImagePull".into(),
+                        format!("failed to pull image \"{image}\": {}", e.message()),
+                    ),
                 );
                 return;
             }
@@ -693,7 +912,10 @@ async fn start_container(agent: &Agent, st: &mut State, pod: &Pod, c: &Container
     let envs = match crate::env::container_env(&agent.cfg.client, pod, c, &env_ctx).await {
         Ok(e) => e,
         Err(e) => {
-            st.waiting.insert(c.name.clone(), ("CreateContainerConfigError".into(), e.to_string()));
+            st.waiting.insert(
+                c.name.clone(),
+                ("CreateContainerConfigError".into(), e.to_string()),
+            );
             return;
         }
     };
@@ -705,13 +927,21 @@ async fn start_container(agent: &Agent, st: &mut State, pod: &Pod, c: &Container
     let mounts = match agent.volumes.mounts_for(pod, &vols, c, &term) {
         Ok(m) => m,
         Err(e) => {
-            st.waiting.insert(c.name.clone(), ("CreateContainerConfigError".into(), e.to_string()));
+            st.waiting.insert(
+                c.name.clone(),
+                ("CreateContainerConfigError".into(), e.to_string()),
+            );
             return;
         }
     };
     let expand = |v: &[String]| -> Vec<String> {
-        let map: HashMap<String, String> = envs.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
-        v.iter().map(|s| crate::env::expand(s, |k| map.get(k).cloned())).collect()
+        let map: HashMap<String, String> = envs
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect();
+        v.iter()
+            .map(|s| crate::env::expand(s, |k| map.get(k).cloned()))
+            .collect()
     };
     let mut labels = HashMap::new();
     labels.insert("io.kubernetes.pod.name".to_string(), name.clone());
@@ -719,15 +949,29 @@ async fn start_container(agent: &Agent, st: &mut State, pod: &Pod, c: &Container
     labels.insert("io.kubernetes.pod.uid".to_string(), uid.clone());
     labels.insert("io.kubernetes.container.name".to_string(), c.name.clone());
     let mut annotations = HashMap::new();
-    annotations.insert("io.kubernetes.container.restartCount".to_string(), attempt_no.to_string());
+    annotations.insert(
+        "io.kubernetes.container.restartCount".to_string(),
+        attempt_no.to_string(),
+    );
     annotations.insert(
         "io.kubernetes.container.terminationMessagePath".to_string(),
-        c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into()),
+        c.termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into()),
     );
-    annotations.insert("io.kubernetes.container.terminationMessageHostPath".to_string(), term.to_string_lossy().into_owned());
+    annotations.insert(
+        "io.kubernetes.container.terminationMessageHostPath".to_string(),
+        term.to_string_lossy().into_owned(),
+    );
     let config = cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata { name: c.name.clone(), attempt: attempt_no }),
-        image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+        metadata: Some(cri::ContainerMetadata {
+            name: c.name.clone(),
+            attempt: attempt_no,
+        }),
+        image: Some(cri::ImageSpec {
+            image: image.clone(),
+            ..Default::default()
+        }),
         command: expand(&c.command.clone().unwrap_or_default()),
         args: expand(&c.args.clone().unwrap_or_default()),
         working_dir: c.working_dir.clone().unwrap_or_default(),
@@ -757,25 +1001,51 @@ async fn start_container(agent: &Agent, st: &mut State, pod: &Pod, c: &Container
     {
         Ok(r) => r.into_inner().container_id,
         Err(e) => {
-            st.waiting.insert(c.name.clone(), ("CreateContainerError".into(), e.message().to_string()));
+            st.waiting.insert(
+                c.name.clone(),
+                ("CreateContainerError".into(), e.message().to_string()),
+            );
             return;
         }
     };
-    if let Err(e) = rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await {
-        st.waiting.insert(c.name.clone(), ("RunContainerError".into(), e.message().to_string()));
+    if let Err(e) = rt
+        .start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+    {
+        st.waiting.insert(
+            c.name.clone(),
+            ("RunContainerError".into(), e.message().to_string()),
+        );
         return;
     }
     st.waiting.remove(&c.name);
     if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
-        if let Err(msg) = crate::hooks::run_handler(&agent.cri, h, c, &id, &st.pod_ip, Duration::from_secs(30)).await {
+        if let Err(msg) =
+            crate::hooks::run_handler(&agent.cri, h, c, &id, &st.pod_ip, Duration::from_secs(30))
+                .await
+        {
             tracing::warn!("{ns}/{name} {}: postStart hook failed: {msg}", c.name);
-            let _ = rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 2 }).await;
-            st.waiting.insert(c.name.clone(), ("PostStartHookError".into(), msg));
+            let _ = rt
+                .stop_container(cri::StopContainerRequest {
+                    container_id: id.clone(),
+                    timeout: 2,
+                })
+                .await;
+            st.waiting
+                .insert(c.name.clone(), ("PostStartHookError".into(), msg));
         }
     }
 }
 
-async fn run_probes(agent: &Agent, st: &mut State, pod: &Pod, c: &Container, l: &cri::ContainerStatus) {
+async fn run_probes(
+    agent: &Agent,
+    st: &mut State,
+    pod: &Pod,
+    c: &Container,
+    l: &cri::ContainerStatus,
+) {
     let entry = st.probes.entry(c.name.clone());
     let (id, probes) = entry.or_insert_with(|| {
         (
@@ -788,15 +1058,29 @@ async fn run_probes(agent: &Agent, st: &mut State, pod: &Pod, c: &Container, l: 
         *probes = ContainerProbes::for_container(&agent.cri, c, &l.id, &st.pod_ip, Instant::now());
     }
     for ev in probes.tick(Instant::now()).await {
-        if let ProbeEvent::Restart { message, grace_seconds, .. } = ev {
+        if let ProbeEvent::Restart {
+            message,
+            grace_seconds,
+            ..
+        } = ev
+        {
             let (ns, name, _) = labels_of(pod);
-            tracing::info!("{ns}/{name} {}: probe failed, restarting: {message}", c.name);
+            tracing::info!(
+                "{ns}/{name} {}: probe failed, restarting: {message}",
+                c.name
+            );
             let grace = grace_seconds
-                .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                .or(pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds))
                 .unwrap_or(30);
             let mut rt = agent.cri.runtime.clone();
             let _ = rt
-                .stop_container(cri::StopContainerRequest { container_id: l.id.clone(), timeout: grace })
+                .stop_container(cri::StopContainerRequest {
+                    container_id: l.id.clone(),
+                    timeout: grace,
+                })
                 .await;
         }
     }
@@ -810,11 +1094,18 @@ async fn terminate(agent: &Agent, st: &mut State, pod: &Pod, sandboxes: &[cri::P
     let grace = pod
         .metadata
         .deletion_grace_period_seconds
-        .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .or(pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds))
         .unwrap_or(30)
         .max(0);
     let all = list_containers(agent, &uid).await;
-    let specs: Vec<Container> = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+    let specs: Vec<Container> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
     let running: Vec<&cri::ContainerStatus> = all.iter().filter(|c| c.state == RUNNING).collect();
     let mut tasks = Vec::new();
     for c in running {
@@ -833,15 +1124,26 @@ async fn terminate(agent: &Agent, st: &mut State, pod: &Pod, sandboxes: &[cri::P
             let left = deadline.saturating_duration_since(Instant::now()).as_secs() as i64;
             let mut rt = cri.runtime.clone();
             let _ = rt
-                .stop_container(cri::StopContainerRequest { container_id: id, timeout: left.max(0) })
+                .stop_container(cri::StopContainerRequest {
+                    container_id: id,
+                    timeout: left.max(0),
+                })
                 .await;
         });
     }
     futures::future::join_all(tasks).await;
     let mut rt = agent.cri.runtime.clone();
     for sb in sandboxes {
-        let _ = rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
-        let _ = rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
+        let _ = rt
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
+            .await;
+        let _ = rt
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
+            .await;
     }
     let _ = agent.volumes.teardown(&uid).await;
 }
@@ -851,21 +1153,41 @@ pub(crate) async fn collect_orphans(agent: &Agent, live: &[String]) {
     let workers: Vec<String> = agent.pods.lock().await.keys().cloned().collect();
     let mut rt = agent.cri.runtime.clone();
     for sb in list_sandboxes(agent, None).await {
-        let Some(uid) = sb.labels.get("io.kubernetes.pod.uid") else { continue };
+        let Some(uid) = sb.labels.get("io.kubernetes.pod.uid") else {
+            continue;
+        };
         if live.contains(uid) || workers.contains(uid) {
             continue;
         }
         tracing::info!("removing sandbox {} of vanished pod {uid}", sb.id);
-        let _ = rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
-        let _ = rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
+        let _ = rt
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
+            .await;
+        let _ = rt
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
+            .await;
         let _ = agent.volumes.teardown(uid).await;
     }
 }
 
 /// Computes the pod status and writes it when it changed.
-async fn write_status(agent: &Agent, st: &mut State, pod: &Pod, all: &[cri::ContainerStatus], init_failed: Option<bool>) {
+async fn write_status(
+    agent: &Agent,
+    st: &mut State,
+    pod: &Pod,
+    all: &[cri::ContainerStatus],
+    init_failed: Option<bool>,
+) {
     let runtime = agent.runtime_name.lock().await.clone();
-    let runtime = if runtime.is_empty() { "containerd".to_string() } else { runtime };
+    let runtime = if runtime.is_empty() {
+        "containerd".to_string()
+    } else {
+        runtime
+    };
     let ready_of = |name: &str| -> (bool, bool) {
         st.probes
             .get(name)
@@ -877,12 +1199,30 @@ async fn write_status(agent: &Agent, st: &mut State, pod: &Pod, all: &[cri::Cont
     for c in &spec.containers {
         let (last, prev) = latest(all, &c.name);
         let (started, ready) = ready_of(&c.name);
-        statuses.push(status::container_status(c, last, prev, st.waiting.get(&c.name), &runtime, started, ready, "ContainerCreating"));
+        statuses.push(status::container_status(
+            c,
+            last,
+            prev,
+            st.waiting.get(&c.name),
+            &runtime,
+            started,
+            ready,
+            "ContainerCreating",
+        ));
     }
     let mut init_statuses = Vec::new();
     for c in spec.init_containers.iter().flatten() {
         let (last, prev) = latest(all, &c.name);
-        init_statuses.push(status::container_status(c, last, prev, st.waiting.get(&c.name), &runtime, true, false, "PodInitializing"));
+        init_statuses.push(status::container_status(
+            c,
+            last,
+            prev,
+            st.waiting.get(&c.name),
+            &runtime,
+            true,
+            false,
+            "PodInitializing",
+        ));
     }
     let body = status::pod_status(
         pod,
@@ -899,7 +1239,11 @@ async fn write_status(agent: &Agent, st: &mut State, pod: &Pod, all: &[cri::Cont
     let (ns, name, _) = labels_of(pod);
     let api: Api<Pod> = Api::namespaced(agent.cfg.client.clone(), &ns);
     match api
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": body.clone()})))
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": body.clone()})),
+        )
         .await
     {
         Ok(_) => st.last_status = Some(body),

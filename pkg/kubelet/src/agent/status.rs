@@ -213,7 +213,8 @@ pub(crate) fn pod_status(
             Some((s, at)) if s == status && !at.is_empty() => at,
             _ => now.clone(),
         };
-        let mut c = json!({"type": t, "status": status, "lastProbeTime": null, "lastTransitionTime": at});
+        let mut c =
+            json!({"type": t, "status": status, "lastProbeTime": null, "lastTransitionTime": at});
         if let Some(r) = reason.filter(|_| !ok) {
             c["reason"] = json!(r);
         }
@@ -221,10 +222,30 @@ pub(crate) fn pod_status(
     };
     let terminal = phase == "Succeeded" || phase == "Failed";
     let mut conditions = vec![
-        cond("PodReadyToStartContainers", has_sandbox && !pod_ip.is_empty(), None),
+        cond(
+            "PodReadyToStartContainers",
+            has_sandbox && !pod_ip.is_empty(),
+            None,
+        ),
         cond("Initialized", initialized, Some("ContainersNotInitialized")),
-        cond("Ready", all_ready && !terminal, Some(if terminal { "PodCompleted" } else { "ContainersNotReady" })),
-        cond("ContainersReady", all_ready && !terminal, Some(if terminal { "PodCompleted" } else { "ContainersNotReady" })),
+        cond(
+            "Ready",
+            all_ready && !terminal,
+            Some(if terminal {
+                "PodCompleted"
+            } else {
+                "ContainersNotReady"
+            }),
+        ),
+        cond(
+            "ContainersReady",
+            all_ready && !terminal,
+            Some(if terminal {
+                "PodCompleted"
+            } else {
+                "ContainersNotReady"
+            }),
+        ),
     ];
     if let Some(ps) = prev
         .conditions
@@ -274,7 +295,12 @@ mod tests {
         let bad = [st(json!({"terminated": {"exitCode": 1}}))];
         let waiting = [st(json!({"waiting": {"reason": "ContainerCreating"}}))];
         let p = |policy, s: &[Value], init| {
-            compute_phase(&PodPhaseInput { restart_policy: policy, init_failed: false, initialized: init, statuses: s })
+            compute_phase(&PodPhaseInput {
+                restart_policy: policy,
+                init_failed: false,
+                initialized: init,
+                statuses: s,
+            })
         };
         assert_eq!(p("Always", &running, true), "Running");
         assert_eq!(p("Never", &ok, true), "Succeeded");
@@ -282,7 +308,9 @@ mod tests {
         assert_eq!(p("OnFailure", &bad, true), "Running");
         assert_eq!(p("Always", &waiting, true), "Pending");
         assert_eq!(p("Always", &running, false), "Pending");
-        let crashloop = [json!({"state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 1}}})];
+        let crashloop = [
+            json!({"state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 1}}}),
+        ];
         assert_eq!(p("Always", &crashloop, true), "Running");
     }
 }
