@@ -464,19 +464,14 @@ impl Cluster {
         mut check: impl FnMut(&serde_json::Value) -> bool,
     ) -> Result<serde_json::Value> {
         let deadline = Instant::now() + timeout;
-        let mut last = None;
         loop {
-            match self.pod_json(name) {
+            let last = match self.pod_json(name) {
                 Ok(pod) if check(&pod) => return Ok(pod),
-                Ok(pod) => last = Some(pod),
-                Err(e) => last = Some(serde_json::Value::String(format!("{e:#}"))),
-            }
+                Ok(pod) => pod,
+                Err(e) => serde_json::Value::String(format!("{e:#}")),
+            };
             if Instant::now() >= deadline {
-                let status = last
-                    .as_ref()
-                    .map(|p| serde_json::to_string_pretty(p.get("status").unwrap_or(p)))
-                    .transpose()?
-                    .unwrap_or_default();
+                let status = serde_json::to_string_pretty(last.get("status").unwrap_or(&last))?;
                 bail!(
                     "pod {name}: not {what} after {timeout:?}\n--- last status ---\n{status}\n{}",
                     self.pod_diagnostics(name)

@@ -11,6 +11,10 @@ pub fn delete(profile: &Profile, kubeconfig: &std::path::Path) -> Result<bool> {
     if existed {
         stop::stop(profile, &Procfs::default(), stop::GRACE)?;
         remove_runtime_state(profile);
+        // Pod volumes (tmpfs for secrets and tokens) live under the profile too.
+        if let Err(e) = rkube_runtime::unmount_under(profile.dir()) {
+            tracing::warn!("unmounting pod volumes: {e}");
+        }
         std::fs::remove_dir_all(profile.dir()).map_err(Error::io("remove", profile.dir()))?;
     }
     rkube_pki::kubeconfig::remove(kubeconfig, profile.name()).map_err(|source| {

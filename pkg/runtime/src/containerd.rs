@@ -277,7 +277,7 @@ fn unescape_mount_path(s: &str) -> String {
 }
 
 /// Lazily unmounts every mount under `dir`.
-fn unmount_under(dir: &Path) -> Result<()> {
+pub fn unmount_under(dir: &Path) -> Result<()> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(Error::io("read", "/proc/self/mountinfo"))?;
     let Ok(dir) = dir.canonicalize() else {

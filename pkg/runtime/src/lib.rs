@@ -16,7 +16,7 @@ pub mod process;
 pub mod registry;
 
 pub use config::{CgroupDriver, ContainerdOptions, HostInfo};
-pub use containerd::Containerd;
+pub use containerd::{unmount_under, Containerd};
 pub use cri::{external, External};
 pub use host::check_host;
 pub use images::{normalize_reference, ImageSummary};

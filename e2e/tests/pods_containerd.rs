@@ -1,0 +1,964 @@
+//! Pods running for real on containerd (the acceptance of issue 3): logs,
+//! exit codes, CrashLoopBackOff, exec, env and volumes from ConfigMaps and
+//! Secrets, probes, init containers, port-forward, cp, pod networking,
+//! graceful deletion, a burst of 20 pods and adoption after `kill -9`.
+//!
+//! Only one cluster with a node may run on a host at a time (they share the
+//! rkube0 bridge and host ports), so this file has ONE test that starts ONE
+//! cluster and runs the scenarios in order as named steps. A failing step
+//! does not stop the others: every failure is collected, with `kubectl
+//! describe pod`, the pod's events and the daemon's log, and the test fails
+//! at the end with a summary naming each failed scenario.
+
+use std::fs::File;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _, Result};
+use rkube_e2e::{
+    container_status, describe, eventually, free_port, object_condition, pod_condition, pod_phase,
+    Cluster,
+};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// The test image, built from Debian's static busybox and loaded with
+/// `rkube image load`.
+const IMAGE: &str = "rkube.local/busybox:1";
+/// How long a pod may take to start.
+const START: Duration = Duration::from_secs(90);
+
+/// State shared between the steps.
+struct Ctx {
+    c: Cluster,
+    /// Host directory mounted by the preStop pod (hostPath).
+    hostdir: TempDir,
+    /// When the ConfigMap was updated (the volume must follow within ~90 s).
+    cm_updated: Option<Instant>,
+}
+
+/// A busybox container named `name` running `script` with `sh -c`.
+fn container(name: &str, script: &str) -> Value {
+    json!({
+        "name": name,
+        "image": IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["sh", "-c", script],
+    })
+}
+
+/// A pod named `name`; `spec` is merged over a short grace period (busybox
+/// shells as PID 1 ignore SIGTERM, so deletion waits out the grace period).
+fn pod(name: &str, spec: Value) -> Value {
+    let mut full = json!({"terminationGracePeriodSeconds": 2});
+    merge(&mut full, spec);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"e2e": "pods"}},
+        "spec": full,
+    })
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Some(a), Value::Object(b)) = (into.as_object_mut(), from) {
+        a.extend(b);
+    }
+}
+
+/// `kubectl apply -f -` of the given objects (as one List).
+fn apply(c: &Cluster, objects: &[Value]) -> Result<()> {
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(&list.to_string()));
+    ensure!(
+        out.status.success(),
+        "kubectl apply failed: {}",
+        describe(&out)
+    );
+    Ok(())
+}
+
+/// `kubectl <args>`, which must succeed; returns stdout.
+fn kubectl(c: &Cluster, args: &[&str]) -> Result<String> {
+    let out = c.kubectl(args);
+    ensure!(
+        out.status.success(),
+        "kubectl {} failed: {}",
+        args.join(" "),
+        describe(&out)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `kubectl exec <pod> -- <cmd>`, which must succeed; returns stdout.
+fn exec(c: &Cluster, pod: &str, cmd: &[&str]) -> Result<String> {
+    let mut args = vec!["exec", pod, "--"];
+    args.extend_from_slice(cmd);
+    kubectl(c, &args)
+}
+
+fn restart_count(pod: &Value, name: &str) -> i64 {
+    container_status(pod, name, false)
+        .and_then(|s| s["restartCount"].as_i64())
+        .unwrap_or(0)
+}
+
+fn container_id(pod: &Value, name: &str) -> String {
+    container_status(pod, name, false)
+        .and_then(|s| s["containerID"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Fails with the pod's diagnostics unless `ok`.
+fn check_pod(c: &Cluster, pod: &str, ok: bool, msg: impl FnOnce() -> String) -> Result<()> {
+    if !ok {
+        bail!("{}\n{}", msg(), c.pod_diagnostics(pod));
+    }
+    Ok(())
+}
+
+/// The long-lived pods the scenarios use, created at once up front so their
+/// start-up (and the crash loop's back-off) overlap.
+fn scenario_pods() -> Vec<Value> {
+    let sleeper = |name: &str| {
+        pod(
+            name,
+            json!({"containers": [container("main", "exec sleep 3600")]}),
+        )
+    };
+    vec![
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "app-config"},
+            "data": {"greeting": "hello", "mode": "fast"},
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "app-secret"},
+            "stringData": {"password": "s3cret"},
+        }),
+        pod(
+            "logs",
+            json!({"restartPolicy": "Never", "containers": [{
+                "name": "main", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", "echo hello from rkube; echo second line"],
+            }]}),
+        ),
+        pod(
+            "fail",
+            json!({"restartPolicy": "Never",
+                   "containers": [container("main", "echo failing; exit 7")]}),
+        ),
+        pod(
+            "crash",
+            json!({"restartPolicy": "Always",
+                   "containers": [container("main", "echo crashing; exit 1")]}),
+        ),
+        sleeper("shell"),
+        pod(
+            "envpod",
+            json!({
+                "containers": [{
+                    "name": "main", "image": IMAGE, "imagePullPolicy": "Never",
+                    "command": ["sleep", "3600"],
+                    "env": [
+                        {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "greeting"}}},
+                        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "app-secret", "key": "password"}}},
+                    ],
+                    "envFrom": [{"prefix": "CFG_", "configMapRef": {"name": "app-config"}}],
+                    "volumeMounts": [
+                        {"name": "config", "mountPath": "/etc/config"},
+                        {"name": "secret", "mountPath": "/etc/secret", "readOnly": true},
+                    ],
+                }],
+                "volumes": [
+                    {"name": "config", "configMap": {"name": "app-config"}},
+                    {"name": "secret", "secret": {"secretName": "app-secret"}},
+                ],
+            }),
+        ),
+        pod(
+            "ready",
+            json!({"containers": [{
+                "name": "main", "image": IMAGE, "imagePullPolicy": "Never",
+                "command": ["sleep", "3600"],
+                "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]},
+                                   "periodSeconds": 1, "failureThreshold": 1},
+            }]}),
+        ),
+        pod(
+            "live",
+            json!({"containers": [{
+                "name": "main", "image": IMAGE, "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "touch /tmp/healthy; exec sleep 3600"],
+                "livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]},
+                                  "periodSeconds": 1, "failureThreshold": 2},
+            }]}),
+        ),
+        pod(
+            "init",
+            json!({
+                "restartPolicy": "Never",
+                "initContainers": [
+                    {"name": "init-1", "image": IMAGE, "imagePullPolicy": "Never",
+                     "command": ["sh", "-c", "echo one >> /work/log"],
+                     "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+                    {"name": "init-2", "image": IMAGE, "imagePullPolicy": "Never",
+                     "command": ["sh", "-c", "echo two >> /work/log"],
+                     "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+                ],
+                "containers": [
+                    {"name": "app", "image": IMAGE, "imagePullPolicy": "Never",
+                     "command": ["cat", "/work/log"],
+                     "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+                ],
+                "volumes": [{"name": "work", "emptyDir": {}}],
+            }),
+        ),
+        pod(
+            "web",
+            json!({"containers": [container(
+                "httpd",
+                "mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 8080 -h /www",
+            )]}),
+        ),
+    ]
+}
+
+// ---- scenarios ------------------------------------------------------------
+
+fn node_ready_with_containerd(x: &mut Ctx) -> Result<()> {
+    let node = x.c.wait_node_ready(Duration::from_secs(60))?;
+    let runtime = node["status"]["nodeInfo"]["containerRuntimeVersion"]
+        .as_str()
+        .unwrap_or("");
+    ensure!(
+        runtime.starts_with("containerd://"),
+        "containerRuntimeVersion {runtime:?} does not start with containerd://"
+    );
+    let wide = kubectl(&x.c, &["get", "nodes", "-o", "wide"])?;
+    ensure!(wide.contains(" Ready"), "kubectl get nodes:\n{wide}");
+    for cond in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
+        ensure!(
+            object_condition(&node, cond) == Some("False"),
+            "node condition {cond} is {:?}, want False",
+            object_condition(&node, cond)
+        );
+    }
+    Ok(())
+}
+
+fn load_busybox_image(x: &mut Ctx) -> Result<()> {
+    let dir = TempDir::new()?;
+    let archive = dir.path().join("busybox.tar");
+    rkube_image::write_busybox_archive(&archive, IMAGE, Path::new("/usr/bin/busybox"))
+        .context("write busybox archive (is busybox-static installed?)")?;
+    x.c.load_image(&archive)?;
+    let out = x.c.rkube(&["image", "ls", "--profile", x.c.name()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && text.contains("rkube.local/busybox"),
+        "rkube image ls does not list the loaded image: {}",
+        describe(&out)
+    );
+    Ok(())
+}
+
+fn create_scenario_pods(x: &mut Ctx) -> Result<()> {
+    apply(&x.c, &scenario_pods())
+}
+
+fn logs_show_command_output(x: &mut Ctx) -> Result<()> {
+    x.c.wait_pod_phase("logs", "Succeeded", START)?;
+    let logs = kubectl(&x.c, &["logs", "logs"])?;
+    check_pod(
+        &x.c,
+        "logs",
+        logs == "hello from rkube\nsecond line\n",
+        || format!("kubectl logs logs = {logs:?}"),
+    )?;
+    let tail = kubectl(&x.c, &["logs", "logs", "--tail=1"])?;
+    check_pod(&x.c, "logs", tail == "second line\n", || {
+        format!("kubectl logs --tail=1 = {tail:?}")
+    })
+}
+
+fn failed_container_exit_code(x: &mut Ctx) -> Result<()> {
+    let p = x.c.wait_pod_phase("fail", "Failed", START)?;
+    let term = &container_status(&p, "main", false).context("no containerStatuses")?["state"]
+        ["terminated"];
+    check_pod(
+        &x.c,
+        "fail",
+        term["exitCode"] == 7 && term["reason"] == "Error",
+        || format!("state.terminated = {term}, want exitCode 7 and reason Error"),
+    )?;
+    let logs = kubectl(&x.c, &["logs", "fail"])?;
+    ensure!(logs == "failing\n", "kubectl logs fail = {logs:?}");
+    Ok(())
+}
+
+fn exec_output_and_exit_code(x: &mut Ctx) -> Result<()> {
+    x.c.wait_pod_ready("shell", START)?;
+    let out = exec(&x.c, "shell", &["echo", "hello", "exec"])?;
+    ensure!(out == "hello exec\n", "exec echo printed {out:?}");
+    let out = exec(
+        &x.c,
+        "shell",
+        &["sh", "-c", "echo to-stderr >&2; echo to-stdout"],
+    )?;
+    ensure!(out == "to-stdout\n", "exec stdout {out:?}");
+    let out = x.c.kubectl(&["exec", "shell", "--", "sh", "-c", "exit 3"]);
+    ensure!(
+        out.status.code() == Some(3),
+        "kubectl exec shell -- sh -c 'exit 3': want exit status 3, got {}",
+        describe(&out)
+    );
+    let out = x.c.kubectl(&["exec", "shell", "--", "/no/such/binary"]);
+    ensure!(
+        !out.status.success(),
+        "exec of a missing binary succeeded: {}",
+        describe(&out)
+    );
+    // stdin is passed through with -i.
+    let out =
+        x.c.kubectl_stdin(&["exec", "-i", "shell", "--", "cat"], Some("piped in\n"));
+    ensure!(
+        out.status.success() && out.stdout == b"piped in\n",
+        "kubectl exec -i shell -- cat: {}",
+        describe(&out)
+    );
+    Ok(())
+}
+
+fn service_account_token_mounted(x: &mut Ctx) -> Result<()> {
+    x.c.wait_pod_ready("shell", START)?;
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let token = exec(&x.c, "shell", &["cat", &format!("{dir}/token")])?;
+    ensure!(
+        token.starts_with("eyJ") && token.trim().split('.').count() == 3,
+        "{dir}/token is not a JWT: {token:?}"
+    );
+    let ns = exec(&x.c, "shell", &["cat", &format!("{dir}/namespace")])?;
+    ensure!(ns == "default", "{dir}/namespace = {ns:?}");
+    let ca = exec(&x.c, "shell", &["cat", &format!("{dir}/ca.crt")])?;
+    ensure!(
+        ca.contains("BEGIN CERTIFICATE"),
+        "{dir}/ca.crt is not a certificate: {ca:?}"
+    );
+    Ok(())
+}
+
+fn kubernetes_service_env(x: &mut Ctx) -> Result<()> {
+    let env = exec(&x.c, "shell", &["env"])?;
+    for var in ["KUBERNETES_SERVICE_HOST=", "KUBERNETES_SERVICE_PORT="] {
+        ensure!(
+            env.lines().any(|l| l.starts_with(var)),
+            "{var} missing from the container environment:\n{env}"
+        );
+    }
+    Ok(())
+}
+
+fn env_and_volumes_from_configmap_and_secret(x: &mut Ctx) -> Result<()> {
+    x.c.wait_pod_ready("envpod", START)?;
+    let env = exec(&x.c, "envpod", &["env"])?;
+    for want in [
+        "GREETING=hello",
+        "PASSWORD=s3cret",
+        "CFG_mode=fast",
+        "CFG_greeting=hello",
+    ] {
+        check_pod(&x.c, "envpod", env.lines().any(|l| l == want), || {
+            format!("{want} missing from the environment:\n{env}")
+        })?;
+    }
+    let greeting = exec(&x.c, "envpod", &["cat", "/etc/config/greeting"])?;
+    ensure!(greeting == "hello", "/etc/config/greeting = {greeting:?}");
+    let mode = exec(&x.c, "envpod", &["cat", "/etc/config/mode"])?;
+    ensure!(mode == "fast", "/etc/config/mode = {mode:?}");
+    let password = exec(&x.c, "envpod", &["cat", "/etc/secret/password"])?;
+    ensure!(password == "s3cret", "/etc/secret/password = {password:?}");
+    // The update is checked by a later step, so the wait overlaps others.
+    kubectl(
+        &x.c,
+        &[
+            "patch",
+            "configmap",
+            "app-config",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"greeting":"updated"}}"#,
+        ],
+    )?;
+    x.cm_updated = Some(Instant::now());
+    Ok(())
+}
+
+fn configmap_update_reaches_volume(x: &mut Ctx) -> Result<()> {
+    let since = x
+        .cm_updated
+        .context("the ConfigMap was not updated (an earlier step failed)")?;
+    let limit = Duration::from_secs(100);
+    let mut last = String::new();
+    let ok = eventually(limit.saturating_sub(since.elapsed()), || {
+        last = exec(&x.c, "envpod", &["cat", "/etc/config/greeting"])
+            .unwrap_or_else(|e| format!("{e:#}"));
+        if last == "updated" {
+            return true;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        false
+    });
+    check_pod(&x.c, "envpod", ok, || {
+        format!("/etc/config/greeting still {last:?} {limit:?} after the ConfigMap update")
+    })
+}
+
+fn init_containers_run_in_order(x: &mut Ctx) -> Result<()> {
+    let p = x.c.wait_pod_phase("init", "Succeeded", START)?;
+    for name in ["init-1", "init-2"] {
+        let s = container_status(&p, name, true).context("no initContainerStatuses")?;
+        let term = &s["state"]["terminated"];
+        check_pod(
+            &x.c,
+            "init",
+            term["exitCode"] == 0 && term["reason"] == "Completed",
+            || format!("{name}: state {}, want terminated Completed 0", s["state"]),
+        )?;
+    }
+    check_pod(
+        &x.c,
+        "init",
+        pod_condition(&p, "Initialized") == Some("True"),
+        || "condition Initialized is not True".into(),
+    )?;
+    let logs = kubectl(&x.c, &["logs", "init", "-c", "app"])?;
+    check_pod(&x.c, "init", logs == "one\ntwo\n", || {
+        format!("app saw {logs:?}, want \"one\\ntwo\\n\"")
+    })
+}
+
+fn readiness_probe_gates_ready(x: &mut Ctx) -> Result<()> {
+    x.c.wait_pod("ready", "Running", START, |p| pod_phase(p) == "Running")?;
+    // Several probe periods without the file: still not ready.
+    std::thread::sleep(Duration::from_secs(3));
+    let p = x.c.pod_json("ready")?;
+    let ready = container_status(&p, "main", false).map(|s| s["ready"].clone());
+    check_pod(
+        &x.c,
+        "ready",
+        pod_condition(&p, "Ready") == Some("False") && ready == Some(json!(false)),
+        || format!("pod Ready before its probe passed (container ready = {ready:?})"),
+    )?;
+    exec(&x.c, "ready", &["touch", "/tmp/ready"])?;
+    x.c.wait_pod(
+        "ready",
+        "Ready after the probe file appeared",
+        Duration::from_secs(30),
+        |p| {
+            pod_condition(p, "Ready") == Some("True")
+                && pod_condition(p, "ContainersReady") == Some("True")
+        },
+    )?;
+    exec(&x.c, "ready", &["rm", "/tmp/ready"])?;
+    x.c.wait_pod(
+        "ready",
+        "NotReady after the probe file went",
+        Duration::from_secs(30),
+        |p| pod_condition(p, "Ready") == Some("False") && pod_phase(p) == "Running",
+    )?;
+    Ok(())
+}
+
+fn liveness_probe_restarts(x: &mut Ctx) -> Result<()> {
+    let p = x.c.wait_pod_ready("live", START)?;
+    let before = restart_count(&p, "main");
+    exec(&x.c, "live", &["rm", "/tmp/healthy"])?;
+    let p = x.c.wait_pod(
+        "live",
+        "restarted by its liveness probe",
+        Duration::from_secs(60),
+        |p| restart_count(p, "main") > before,
+    )?;
+    // The new container recreates the file and stays up.
+    let p2 = x.c.wait_pod_ready("live", Duration::from_secs(30))?;
+    let last = &container_status(&p, "main", false).unwrap()["lastState"];
+    check_pod(&x.c, "live", last.get("terminated").is_some(), || {
+        format!("lastState after the restart = {last}, want terminated")
+    })?;
+    ensure!(
+        restart_count(&p2, "main") == before + 1,
+        "restartCount {} (want {}): restarts kept happening",
+        restart_count(&p2, "main"),
+        before + 1
+    );
+    Ok(())
+}
+
+fn crash_loop_backoff(x: &mut Ctx) -> Result<()> {
+    let mut seen_backoff = false;
+    let p = x.c.wait_pod(
+        "crash",
+        "restarting in CrashLoopBackOff",
+        Duration::from_secs(90),
+        |p| {
+            let s = container_status(p, "main", false);
+            if s.is_some_and(|s| s["state"]["waiting"]["reason"] == "CrashLoopBackOff") {
+                seen_backoff = true;
+            }
+            seen_backoff && restart_count(p, "main") >= 2
+        },
+    )?;
+    let last = &container_status(&p, "main", false).unwrap()["lastState"]["terminated"];
+    check_pod(&x.c, "crash", last["exitCode"] == 1, || {
+        format!("lastState.terminated = {last}, want exitCode 1")
+    })?;
+    ensure!(
+        pod_phase(&p) == "Running",
+        "phase {:?}: a crash-looping pod with restartPolicy Always stays Running",
+        pod_phase(&p)
+    );
+    Ok(())
+}
+
+fn logs_previous_of_crashed_container(x: &mut Ctx) -> Result<()> {
+    let logs = kubectl(&x.c, &["logs", "crash", "--previous"])?;
+    ensure!(
+        logs == "crashing\n",
+        "kubectl logs crash --previous = {logs:?}"
+    );
+    Ok(())
+}
+
+fn port_forward_to_httpd(x: &mut Ctx) -> Result<()> {
+    x.c.wait_pod_ready("web", START)?;
+    let port = free_port()?;
+    let logs = TempDir::new()?;
+    let mut cmd =
+        x.c.kubectl_command(&["port-forward", "pod/web", &format!("{port}:8080")]);
+    cmd.stdin(Stdio::null())
+        .stdout(File::create(logs.path().join("out"))?)
+        .stderr(File::create(logs.path().join("err"))?);
+    let mut child = cmd.spawn().context("spawn kubectl port-forward")?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut last = String::new();
+    let ok = eventually(Duration::from_secs(30), || {
+        last = curl(&url).unwrap_or_else(|e| format!("{e:#}"));
+        last == "hello-web\n"
+    });
+    // Several connections through the same forward.
+    let again: Vec<String> = (0..3)
+        .map(|_| curl(&url).unwrap_or_else(|e| format!("{e:#}")))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    let pf_log = format!(
+        "--- port-forward stdout ---\n{}\n--- port-forward stderr ---\n{}",
+        std::fs::read_to_string(logs.path().join("out")).unwrap_or_default(),
+        std::fs::read_to_string(logs.path().join("err")).unwrap_or_default()
+    );
+    check_pod(&x.c, "web", ok, || {
+        format!("curl {url} never answered hello-web; last: {last:?}\n{pf_log}")
+    })?;
+    ensure!(
+        again.iter().all(|b| b == "hello-web\n"),
+        "later requests through the forward: {again:?}\n{pf_log}"
+    );
+    Ok(())
+}
+
+fn curl(url: &str) -> Result<String> {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", url])
+        .output()?;
+    ensure!(out.status.success(), "curl {url}: {}", describe(&out));
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn pod_ip(c: &Cluster, name: &str) -> Result<String> {
+    let p = c.wait_pod_ready(name, START)?;
+    let ip = p["status"]["podIP"].as_str().unwrap_or("").to_string();
+    check_pod(c, name, ip.starts_with("10.244."), || {
+        format!("podIP {ip:?} is not in the pod CIDR 10.244.0.0/16")
+    })?;
+    let ips = &p["status"]["podIPs"];
+    ensure!(
+        ips[0]["ip"] == ip.as_str(),
+        "podIPs {ips} does not start with podIP {ip}"
+    );
+    Ok(ip)
+}
+
+fn pod_to_pod_http(x: &mut Ctx) -> Result<()> {
+    let web = pod_ip(&x.c, "web")?;
+    let shell = pod_ip(&x.c, "shell")?;
+    ensure!(web != shell, "two pods share the IP {web}");
+    let url = format!("http://{web}:8080/");
+    let body = exec(&x.c, "shell", &["wget", "-q", "-T", "5", "-O", "-", &url])?;
+    ensure!(body == "hello-web\n", "wget {url} from pod shell: {body:?}");
+    Ok(())
+}
+
+fn host_to_pod_http(x: &mut Ctx) -> Result<()> {
+    let web = pod_ip(&x.c, "web")?;
+    let body = curl(&format!("http://{web}:8080/"))?;
+    ensure!(body == "hello-web\n", "curl from the host: {body:?}");
+    Ok(())
+}
+
+fn kubectl_cp_both_ways(x: &mut Ctx) -> Result<()> {
+    x.c.wait_pod_ready("shell", START)?;
+    let dir = TempDir::new()?;
+    let local_in = dir.path().join("in.txt");
+    std::fs::write(&local_in, "from the host\n")?;
+    kubectl(
+        &x.c,
+        &["cp", local_in.to_str().unwrap(), "shell:/tmp/in.txt"],
+    )?;
+    let got = exec(&x.c, "shell", &["cat", "/tmp/in.txt"])?;
+    ensure!(got == "from the host\n", "after cp to the pod: {got:?}");
+
+    exec(
+        &x.c,
+        "shell",
+        &["sh", "-c", "echo from the pod > /tmp/out.txt"],
+    )?;
+    let local_out = dir.path().join("out.txt");
+    kubectl(
+        &x.c,
+        &["cp", "shell:/tmp/out.txt", local_out.to_str().unwrap()],
+    )?;
+    let got = std::fs::read_to_string(&local_out).context("read the copied file")?;
+    ensure!(got == "from the pod\n", "after cp from the pod: {got:?}");
+    Ok(())
+}
+
+fn graceful_delete_runs_prestop(x: &mut Ctx) -> Result<()> {
+    let host = x.hostdir.path().to_str().unwrap().to_string();
+    let marker = x.hostdir.path().join("prestop");
+    apply(
+        &x.c,
+        &[pod(
+            "graceful",
+            json!({
+                "terminationGracePeriodSeconds": 30,
+                "containers": [{
+                    "name": "main", "image": IMAGE, "imagePullPolicy": "Never",
+                    "command": ["sh", "-c",
+                        "trap 'echo TERM received' TERM; while true; do sleep 1; done"],
+                    "lifecycle": {"preStop": {"exec": {"command":
+                        ["sh", "-c", "echo prestop-ran > /host/prestop"]}}},
+                    "volumeMounts": [{"name": "host", "mountPath": "/host"}],
+                }],
+                "volumes": [{"name": "host",
+                             "hostPath": {"path": host, "type": "DirectoryOrCreate"}}],
+            }),
+        )],
+    )?;
+    x.c.wait_pod_ready("graceful", START)?;
+    let started = Instant::now();
+    let out =
+        x.c.kubectl(&["delete", "pod", "graceful", "--grace-period=5"]);
+    let took = started.elapsed();
+    ensure!(
+        out.status.success(),
+        "kubectl delete pod graceful --grace-period=5: {}\n{}",
+        describe(&out),
+        x.c.pod_diagnostics("graceful")
+    );
+    x.c.wait_pod_gone("graceful", Duration::from_secs(30))?;
+    let prestop = std::fs::read_to_string(&marker).unwrap_or_default();
+    ensure!(
+        prestop == "prestop-ran\n",
+        "preStop did not write {} (content {prestop:?})\n{}",
+        marker.display(),
+        x.c.log_tail(30)
+    );
+    ensure!(
+        took >= Duration::from_secs(4),
+        "deletion took {took:?}: a container that ignores SIGTERM must get its 5 s grace period"
+    );
+    ensure!(
+        took <= Duration::from_secs(25),
+        "deletion took {took:?} with --grace-period=5 (the spec said 30)"
+    );
+    Ok(())
+}
+
+fn twenty_pods_at_once(x: &mut Ctx) -> Result<()> {
+    let pods: Vec<Value> = (0..20)
+        .map(|i| {
+            let mut p = pod(
+                &format!("burst-{i:02}"),
+                json!({"terminationGracePeriodSeconds": 1,
+                       "containers": [container("main", "exec sleep 3600")]}),
+            );
+            p["metadata"]["labels"]["burst"] = json!("yes");
+            p
+        })
+        .collect();
+    let started = Instant::now();
+    apply(&x.c, &pods)?;
+    let mut pending = Vec::new();
+    let ok = eventually(Duration::from_secs(120), || {
+        let Ok(list) = x.c.get_json(&["pods", "-l", "burst=yes"]) else {
+            return false;
+        };
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        pending = items
+            .iter()
+            .filter(|p| pod_phase(p) != "Running")
+            .map(|p| {
+                let waiting = container_status(p, "main", false)
+                    .map(|s| s["state"].to_string())
+                    .unwrap_or_default();
+                format!("{} {} {waiting}", p["metadata"]["name"], pod_phase(p))
+            })
+            .collect();
+        let done = items.len() == 20 && pending.is_empty();
+        if !done {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        done
+    });
+    if !ok {
+        let first = pending
+            .first()
+            .and_then(|l| l.split('"').nth(1))
+            .unwrap_or("burst-00")
+            .to_string();
+        bail!(
+            "not all 20 pods Running after 120 s; not running:\n{}\n{}",
+            pending.join("\n"),
+            x.c.pod_diagnostics(&first)
+        );
+    }
+    eprintln!("[pods] 20 pods Running {:?} after apply", started.elapsed());
+    let out =
+        x.c.kubectl(&["delete", "pods", "-l", "burst=yes", "--timeout=90s"]);
+    ensure!(
+        out.status.success(),
+        "deleting the 20 pods: {}\n{}",
+        describe(&out),
+        x.c.pod_diagnostics("burst-00")
+    );
+    Ok(())
+}
+
+fn kill9_keeps_running_containers(x: &mut Ctx) -> Result<()> {
+    let shell = x.c.wait_pod_ready("shell", START)?;
+    let web = x.c.wait_pod_ready("web", START)?;
+    let before = [
+        (
+            "shell",
+            "main",
+            container_id(&shell, "main"),
+            restart_count(&shell, "main"),
+        ),
+        (
+            "web",
+            "httpd",
+            container_id(&web, "httpd"),
+            restart_count(&web, "httpd"),
+        ),
+    ];
+    for (pod, _, id, _) in &before {
+        ensure!(
+            id.starts_with("containerd://"),
+            "pod {pod}: containerID {id:?} should be containerd://<id>"
+        );
+    }
+    // A file in the container's writable layer survives only if the
+    // container is the same one.
+    exec(
+        &x.c,
+        "shell",
+        &["sh", "-c", "echo before-kill > /tmp/marker"],
+    )?;
+
+    x.c.kill9()?;
+    let out = x.c.restart()?;
+    ensure!(
+        out.status.success(),
+        "rkube start after kill -9: {}\n{}",
+        describe(&out),
+        x.c.log_tail(40)
+    );
+    x.c.wait_node_ready(Duration::from_secs(60))?;
+    for (pod, ctr, id, restarts) in &before {
+        let p = x.c.wait_pod_ready(pod, Duration::from_secs(60))?;
+        check_pod(&x.c, pod, container_id(&p, ctr) == *id, || {
+            format!(
+                "containerID changed across kill -9: {id} -> {}",
+                container_id(&p, ctr)
+            )
+        })?;
+        check_pod(&x.c, pod, restart_count(&p, ctr) == *restarts, || {
+            format!("restartCount {} -> {}", restarts, restart_count(&p, ctr))
+        })?;
+    }
+    let marker = exec(&x.c, "shell", &["cat", "/tmp/marker"])?;
+    ensure!(
+        marker == "before-kill\n",
+        "marker after restart: {marker:?}"
+    );
+    // The adopted containers stay (no late restarts by the new agent).
+    std::thread::sleep(Duration::from_secs(10));
+    for (pod, ctr, id, _) in &before {
+        let p = x.c.pod_json(pod)?;
+        check_pod(&x.c, pod, container_id(&p, ctr) == *id, || {
+            format!(
+                "containerID changed 10 s after the restart: {id} -> {}",
+                container_id(&p, ctr)
+            )
+        })?;
+    }
+    let out = exec(&x.c, "shell", &["echo", "still here"])?;
+    ensure!(out == "still here\n", "exec after restart: {out:?}");
+    let ip = pod_ip(&x.c, "web")?;
+    let body = curl(&format!("http://{ip}:8080/"))?;
+    ensure!(body == "hello-web\n", "web after restart: {body:?}");
+    Ok(())
+}
+
+// ---- the test -------------------------------------------------------------
+
+type Step = fn(&mut Ctx) -> Result<()>;
+
+/// Runs `step`, turning an error or a panic into a message.
+fn run_step(x: &mut Ctx, step: Step) -> Result<(), String> {
+    match catch_unwind(AssertUnwindSafe(|| step(x))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panicked".into())),
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn pods_on_containerd() {
+    if !is_root() {
+        eprintln!("skipping pods_on_containerd: a node with containerd needs root");
+        return;
+    }
+    let begin = Instant::now();
+    let c = Cluster::start_with("pods", &["--container-runtime=containerd"])
+        .unwrap_or_else(|e| panic!("rkube start --container-runtime=containerd: {e:#}"));
+    let mut x = Ctx {
+        c,
+        hostdir: tempfile::Builder::new()
+            .prefix("rkube-e2e-hostpath-")
+            .tempdir()
+            .unwrap(),
+        cm_updated: None,
+    };
+    eprintln!("[pods] cluster started in {:?}", begin.elapsed());
+
+    // Without these nothing else can work: stop at the first failure.
+    let setup: &[(&str, Step)] = &[
+        (
+            "node Ready with containerd runtime",
+            node_ready_with_containerd,
+        ),
+        ("rkube image load busybox", load_busybox_image),
+        ("create the scenario pods", create_scenario_pods),
+    ];
+    for (name, step) in setup {
+        let t = Instant::now();
+        if let Err(e) = run_step(&mut x, *step) {
+            panic!("setup step {name:?} failed: {e}");
+        }
+        eprintln!("[pods] ok   {name} ({:?})", t.elapsed());
+    }
+
+    let steps: &[(&str, Step)] = &[
+        (
+            "kubectl logs shows command output",
+            logs_show_command_output,
+        ),
+        (
+            "failed container exit code in status",
+            failed_container_exit_code,
+        ),
+        (
+            "kubectl exec output and exit code",
+            exec_output_and_exit_code,
+        ),
+        (
+            "service account token mounted",
+            service_account_token_mounted,
+        ),
+        (
+            "KUBERNETES_SERVICE_HOST/PORT in env",
+            kubernetes_service_env,
+        ),
+        (
+            "env and volumes from ConfigMap and Secret",
+            env_and_volumes_from_configmap_and_secret,
+        ),
+        ("init containers run in order", init_containers_run_in_order),
+        ("readiness probe gates Ready", readiness_probe_gates_ready),
+        (
+            "liveness probe restarts the container",
+            liveness_probe_restarts,
+        ),
+        (
+            "crash loop: restartCount grows, CrashLoopBackOff",
+            crash_loop_backoff,
+        ),
+        (
+            "kubectl logs --previous",
+            logs_previous_of_crashed_container,
+        ),
+        ("kubectl port-forward to httpd", port_forward_to_httpd),
+        ("pod-to-pod HTTP by pod IP", pod_to_pod_http),
+        ("host-to-pod HTTP by pod IP", host_to_pod_http),
+        ("kubectl cp both ways", kubectl_cp_both_ways),
+        (
+            "ConfigMap update reaches the volume",
+            configmap_update_reaches_volume,
+        ),
+        (
+            "graceful delete: preStop and grace period",
+            graceful_delete_runs_prestop,
+        ),
+        ("20 pods applied at once reach Running", twenty_pods_at_once),
+        (
+            "kill -9 and start: same containers",
+            kill9_keeps_running_containers,
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (name, step) in steps {
+        let t = Instant::now();
+        match run_step(&mut x, *step) {
+            Ok(()) => eprintln!("[pods] ok   {name} ({:?})", t.elapsed()),
+            Err(e) => {
+                eprintln!("[pods] FAIL {name} ({:?}):\n{e}\n", t.elapsed());
+                failed.push(*name);
+            }
+        }
+    }
+    eprintln!(
+        "[pods] {} of {} scenarios passed in {:?}",
+        steps.len() - failed.len(),
+        steps.len(),
+        begin.elapsed()
+    );
+    assert!(
+        failed.is_empty(),
+        "failed scenarios (details above):\n- {}",
+        failed.join("\n- ")
+    );
+}
