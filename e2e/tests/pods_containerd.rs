@@ -68,10 +68,11 @@ fn merge(into: &mut Value, from: Value) {
     }
 }
 
-/// `kubectl apply -f -` of the given objects (as one List).
+/// `kubectl apply -f -` of the given objects, as a multi-document stream
+/// (a `kind: List` would make kubectl validate against OpenAPI v2).
 fn apply(c: &Cluster, objects: &[Value]) -> Result<()> {
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
-    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(&list.to_string()));
+    let docs: Vec<String> = objects.iter().map(Value::to_string).collect();
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(&docs.join("\n---\n")));
     ensure!(
         out.status.success(),
         "kubectl apply failed: {}",

@@ -16,6 +16,7 @@ use kube::runtime::watcher;
 use kube::Api;
 use tokio::sync::{watch, Mutex};
 
+mod events;
 mod node;
 mod pod;
 mod status;

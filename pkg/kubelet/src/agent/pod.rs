@@ -14,6 +14,7 @@ use rkube_cri::api as cri;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use super::events::emit;
 use super::status;
 use super::Agent;
 use crate::probes::{ContainerProbes, ProbeEvent};
@@ -418,10 +419,23 @@ async fn sync(agent: &Arc<Agent>, st: &mut State, pod: &Pod, gone: bool) -> bool
                         st.waiting.remove(&c.name);
                         start_container(agent, st, pod, c, &sandbox_id, attempt(l) + 1).await;
                     } else {
+                        let first = st.waiting.get(&c.name).map(|w| w.0.as_str())
+                            != Some("CrashLoopBackOff");
                         st.waiting.insert(
                             c.name.clone(),
                             ("CrashLoopBackOff".into(), backoff_message(b, &c.name, pod)),
                         );
+                        if first {
+                            emit(
+                                agent,
+                                pod,
+                                Some(&c.name),
+                                true,
+                                "BackOff",
+                                "Back-off restarting failed container",
+                            )
+                            .await;
+                        }
                     }
                 }
             }
@@ -888,8 +902,26 @@ async fn start_container(
         {
             Ok(_) => {
                 st.backoff.remove(&key);
+                emit(
+                    agent,
+                    pod,
+                    Some(&c.name),
+                    false,
+                    "Pulled",
+                    &format!("Successfully pulled image \"{image}\""),
+                )
+                .await;
             }
             Err(e) => {
+                emit(
+                    agent,
+                    pod,
+                    Some(&c.name),
+                    true,
+                    "Failed",
+                    &format!("Failed to pull image \"{image}\": {}", e.message()),
+                )
+                .await;
                 st.backoff.entry(key).or_default().bump(Instant::now());
                 st.waiting.insert(
                     c.name.clone(),
@@ -1021,6 +1053,15 @@ async fn start_container(
         return;
     }
     st.waiting.remove(&c.name);
+    emit(
+        agent,
+        pod,
+        Some(&c.name),
+        false,
+        "Started",
+        &format!("Started container {}", c.name),
+    )
+    .await;
     if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
         if let Err(msg) =
             crate::hooks::run_handler(&agent.cri, h, c, &id, &st.pod_ip, Duration::from_secs(30))
