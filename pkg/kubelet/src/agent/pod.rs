@@ -1033,6 +1033,15 @@ async fn start_container(
     {
         Ok(r) => r.into_inner().container_id,
         Err(e) => {
+            emit(
+                agent,
+                pod,
+                Some(&c.name),
+                true,
+                "Failed",
+                &format!("Error: {}", e.message()),
+            )
+            .await;
             st.waiting.insert(
                 c.name.clone(),
                 ("CreateContainerError".into(), e.message().to_string()),
@@ -1040,6 +1049,15 @@ async fn start_container(
             return;
         }
     };
+    emit(
+        agent,
+        pod,
+        Some(&c.name),
+        false,
+        "Created",
+        &format!("Created container {}", c.name),
+    )
+    .await;
     if let Err(e) = rt
         .start_container(cri::StartContainerRequest {
             container_id: id.clone(),
@@ -1110,6 +1128,24 @@ async fn run_probes(
                 "{ns}/{name} {}: probe failed, restarting: {message}",
                 c.name
             );
+            emit(
+                agent,
+                pod,
+                Some(&c.name),
+                true,
+                "Unhealthy",
+                &format!("Probe failed: {message}"),
+            )
+            .await;
+            emit(
+                agent,
+                pod,
+                Some(&c.name),
+                false,
+                "Killing",
+                &format!("Container {} failed its probe, will be restarted", c.name),
+            )
+            .await;
             let grace = grace_seconds
                 .or(pod
                     .spec
