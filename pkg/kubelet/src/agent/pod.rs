@@ -378,6 +378,12 @@ async fn sync(agent: &Arc<Agent>, st: &mut State, pod: &Pod, gone: bool) -> bool
             }
         }
     }
+    // Ephemeral containers (kubectl debug): started once, never restarted.
+    for c in ephemeral_containers(pod) {
+        if latest(&all, &c.name).0.is_none() && !st.waiting.contains_key(&c.name) {
+            start_container(agent, st, pod, &c, &sandbox_id, 0).await;
+        }
+    }
     if init_done && !init_failed {
         for c in &spec.containers {
             let (last, _) = latest(&all, &c.name);
@@ -448,6 +454,23 @@ async fn sync(agent: &Arc<Agent>, st: &mut State, pod: &Pod, gone: bool) -> bool
         .collect();
     write_status(agent, st, pod, &all, Some(init_failed)).await;
     false
+}
+
+/// The pod's ephemeral containers as plain containers.
+fn ephemeral_containers(pod: &Pod) -> Vec<Container> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .filter_map(|mut v| {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("targetContainerName");
+            }
+            serde_json::from_value::<Container>(v).ok()
+        })
+        .collect()
 }
 
 fn backoff_message(b: &Backoff, name: &str, pod: &Pod) -> String {
@@ -1301,7 +1324,21 @@ async fn write_status(
             "PodInitializing",
         ));
     }
-    let body = status::pod_status(
+    let mut eph_statuses = Vec::new();
+    for c in ephemeral_containers(pod) {
+        let (last, prev) = latest(all, &c.name);
+        eph_statuses.push(status::container_status(
+            &c,
+            last,
+            prev,
+            st.waiting.get(&c.name),
+            &runtime,
+            true,
+            false,
+            "ContainerCreating",
+        ));
+    }
+    let mut body = status::pod_status(
         pod,
         &statuses,
         &init_statuses,
@@ -1310,6 +1347,9 @@ async fn write_status(
         init_failed.unwrap_or(false),
         !all.is_empty() || !st.pod_ip.is_empty(),
     );
+    if !eph_statuses.is_empty() {
+        body["ephemeralContainerStatuses"] = json!(eph_statuses);
+    }
     if st.last_status.as_ref() == Some(&body) {
         return;
     }
