@@ -617,6 +617,15 @@ pub fn container_status<'a>(
         .find(|s| s["name"] == name)
 }
 
+/// Waits until `port` can be bound on 0.0.0.0 again (after its owner was
+/// killed: a multi-threaded process may still hold its sockets for a moment
+/// after /proc shows it as a zombie). Returns how long that took, or `None`
+/// if the port stayed busy for `timeout`.
+pub fn wait_port_free(port: u16, timeout: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    eventually(timeout, || TcpListener::bind(("0.0.0.0", port)).is_ok()).then(|| started.elapsed())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

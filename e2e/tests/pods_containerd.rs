@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _, Result};
 use rkube_e2e::{
     container_status, describe, eventually, free_port, object_condition, pod_condition, pod_phase,
-    Cluster,
+    wait_port_free, Cluster,
 };
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -37,6 +37,10 @@ struct Ctx {
     hostdir: TempDir,
     /// When the ConfigMap was updated (the volume must follow within ~90 s).
     cm_updated: Option<Instant>,
+    /// When the scenario pods were created.
+    created: Option<Instant>,
+    /// Named network namespaces that existed before the cluster started.
+    netns_before: Vec<String>,
 }
 
 /// A busybox container named `name` running `script` with `sh -c`.
@@ -139,6 +143,11 @@ fn scenario_pods() -> Vec<Value> {
         json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "app-secret"},
+            "data": {"password": "czNjcmV0"},
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "string-secret"},
             "stringData": {"password": "s3cret"},
         }),
         pod(
@@ -269,7 +278,9 @@ fn load_busybox_image(x: &mut Ctx) -> Result<()> {
 }
 
 fn create_scenario_pods(x: &mut Ctx) -> Result<()> {
-    apply(&x.c, &scenario_pods())
+    apply(&x.c, &scenario_pods())?;
+    x.created = Some(Instant::now());
+    Ok(())
 }
 
 fn logs_show_command_output(x: &mut Ctx) -> Result<()> {
@@ -399,6 +410,20 @@ fn env_and_volumes_from_configmap_and_secret(x: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+fn secret_string_data_becomes_data(x: &mut Ctx) -> Result<()> {
+    let secret = x.c.get_json(&["secret", "string-secret"])?;
+    ensure!(
+        secret["data"]["password"] == "czNjcmV0",
+        "a Secret created with stringData must store it base64 in data (and not keep \
+         stringData): {secret}"
+    );
+    ensure!(
+        secret.get("stringData").is_none(),
+        "stringData is write-only but was returned: {secret}"
+    );
+    Ok(())
+}
+
 fn configmap_update_reaches_volume(x: &mut Ctx) -> Result<()> {
     let since = x
         .cm_updated
@@ -523,7 +548,16 @@ fn crash_loop_backoff(x: &mut Ctx) -> Result<()> {
         "phase {:?}: a crash-looping pod with restartPolicy Always stays Running",
         pod_phase(&p)
     );
-    Ok(())
+    // The back-off doubles from 10 s (restarts at about 0, 10, 30, 70 s),
+    // so a fourth restart within a minute means it does not grow.
+    let age = x.created.map(|t| t.elapsed()).unwrap_or_default();
+    let count = restart_count(&p, "main");
+    check_pod(
+        &x.c,
+        "crash",
+        !(count >= 4 && age < Duration::from_secs(60)),
+        || format!("restartCount {count} only {age:?} after creation: the back-off does not grow"),
+    )
 }
 
 fn logs_previous_of_crashed_container(x: &mut Ctx) -> Result<()> {
@@ -599,16 +633,73 @@ fn pod_to_pod_http(x: &mut Ctx) -> Result<()> {
     let shell = pod_ip(&x.c, "shell")?;
     ensure!(web != shell, "two pods share the IP {web}");
     let url = format!("http://{web}:8080/");
-    let body = exec(&x.c, "shell", &["wget", "-q", "-T", "5", "-O", "-", &url])?;
+    // (No `wget -T`: it segfaults in Debian's static busybox 1.35.)
+    let body = exec(&x.c, "shell", &["wget", "-q", "-O", "-", &url])?;
     ensure!(body == "hello-web\n", "wget {url} from pod shell: {body:?}");
     Ok(())
 }
 
 fn host_to_pod_http(x: &mut Ctx) -> Result<()> {
     let web = pod_ip(&x.c, "web")?;
-    let body = curl(&format!("http://{web}:8080/"))?;
+    let body = curl_pod(&web)?;
     ensure!(body == "hello-web\n", "curl from the host: {body:?}");
     Ok(())
+}
+
+/// `curl http://<ip>:8080/` from the host; a failure names the network
+/// namespaces that hold the same address (leftovers of earlier clusters
+/// make the host talk to the wrong one).
+fn curl_pod(ip: &str) -> Result<String> {
+    curl(&format!("http://{ip}:8080/")).map_err(|e| {
+        let holders = netns_with_ip(ip);
+        anyhow::anyhow!(
+            "{e:#}\nnetwork namespaces holding {ip}: {holders:?}{}",
+            if holders.len() > 1 {
+                " (duplicate pod IPs: sandboxes of an earlier cluster were never torn down)"
+            } else {
+                ""
+            }
+        )
+    })
+}
+
+/// The named network namespaces (/var/run/netns) now present.
+fn netns_names() -> Vec<String> {
+    std::fs::read_dir("/var/run/netns")
+        .map(|dir| {
+            dir.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Named network namespaces whose eth0 has address `ip`.
+fn netns_with_ip(ip: &str) -> Vec<String> {
+    netns_names()
+        .into_iter()
+        .filter(|ns| {
+            Command::new("ip")
+                .args(["-n", ns, "-4", "-o", "addr", "show", "dev", "eth0"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {ip}/")))
+        })
+        .collect()
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        e.file_name().to_str()?.parse::<u32>().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        cmd.contains(needle)
+            .then(|| format!("{} {}", e.file_name().to_string_lossy(), cmd.trim()))
+    })
+    .collect()
 }
 
 fn kubectl_cp_both_ways(x: &mut Ctx) -> Result<()> {
@@ -782,6 +873,11 @@ fn kill9_keeps_running_containers(x: &mut Ctx) -> Result<()> {
     )?;
 
     x.c.kill9()?;
+    let waited = wait_port_free(x.c.port(), Duration::from_secs(15))
+        .context("the API server port is still bound 15 s after kill -9 of rkube")?;
+    if waited > Duration::from_millis(200) {
+        eprintln!("[pods] the API port was busy for {waited:?} after kill -9");
+    }
     let out = x.c.restart()?;
     ensure!(
         out.status.success(),
@@ -821,8 +917,38 @@ fn kill9_keeps_running_containers(x: &mut Ctx) -> Result<()> {
     let out = exec(&x.c, "shell", &["echo", "still here"])?;
     ensure!(out == "still here\n", "exec after restart: {out:?}");
     let ip = pod_ip(&x.c, "web")?;
-    let body = curl(&format!("http://{ip}:8080/"))?;
+    let body = curl_pod(&ip)?;
     ensure!(body == "hello-web\n", "web after restart: {body:?}");
+    Ok(())
+}
+
+fn delete_tears_pods_down(x: &mut Ctx) -> Result<()> {
+    let out = x.c.rkube(&["delete", "--profile", x.c.name()]);
+    ensure!(out.status.success(), "rkube delete: {}", describe(&out));
+    let profile = x.c.profile_dir().to_string_lossy().into_owned();
+    let mut left = (Vec::new(), Vec::new());
+    let clean = eventually(Duration::from_secs(15), || {
+        // Namespaces made during the test with nothing left inside.
+        let netns: Vec<String> = netns_names()
+            .into_iter()
+            .filter(|ns| !x.netns_before.contains(ns))
+            .filter(|ns| {
+                Command::new("ip")
+                    .args(["netns", "pids", ns])
+                    .output()
+                    .is_ok_and(|o| o.stdout.is_empty())
+            })
+            .collect();
+        left = (netns, processes_mentioning(&profile));
+        left.0.is_empty() && left.1.is_empty()
+    });
+    ensure!(
+        clean,
+        "after rkube delete, the pods' sandboxes were not torn down (their IPs will be \
+         handed out again and collide):\n  network namespaces: {:?}\n  processes: {:#?}",
+        left.0,
+        left.1
+    );
     Ok(())
 }
 
@@ -854,6 +980,7 @@ fn pods_on_containerd() {
         return;
     }
     let begin = Instant::now();
+    let netns_before = netns_names();
     let c = Cluster::start_with("pods", &["--container-runtime=containerd"])
         .unwrap_or_else(|e| panic!("rkube start --container-runtime=containerd: {e:#}"));
     let mut x = Ctx {
@@ -863,6 +990,8 @@ fn pods_on_containerd() {
             .tempdir()
             .unwrap(),
         cm_updated: None,
+        created: None,
+        netns_before,
     };
     eprintln!("[pods] cluster started in {:?}", begin.elapsed());
 
@@ -908,6 +1037,10 @@ fn pods_on_containerd() {
             "env and volumes from ConfigMap and Secret",
             env_and_volumes_from_configmap_and_secret,
         ),
+        (
+            "Secret stringData is stored as data",
+            secret_string_data_becomes_data,
+        ),
         ("init containers run in order", init_containers_run_in_order),
         ("readiness probe gates Ready", readiness_probe_gates_ready),
         (
@@ -939,6 +1072,7 @@ fn pods_on_containerd() {
             "kill -9 and start: same containers",
             kill9_keeps_running_containers,
         ),
+        ("rkube delete tears the pods down", delete_tears_pods_down),
     ];
     let mut failed = Vec::new();
     for (name, step) in steps {

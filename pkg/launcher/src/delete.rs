@@ -58,7 +58,14 @@ fn remove_runtime_state(profile: &Profile) {
         return;
     }
     let c = crate::node::containerd(profile);
-    let run = async move { c.delete().await };
+    // Sandboxes are torn down through CRI (CNI DEL releases IPs and network
+    // namespaces), which needs containerd: start it again if `stop` ended it.
+    let run = async move {
+        if let Err(e) = c.start().await {
+            tracing::warn!("cannot start containerd to remove pods: {e}");
+        }
+        c.delete().await
+    };
     let result = match tokio::runtime::Handle::try_current() {
         Ok(h) => tokio::task::block_in_place(|| h.block_on(run)),
         Err(_) => match tokio::runtime::Builder::new_current_thread()

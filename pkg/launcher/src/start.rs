@@ -59,12 +59,21 @@ pub fn resolve(existing: Option<ProfileConfig>, overrides: &Overrides) -> Result
     Ok(cfg)
 }
 
-/// Fails with a message naming `--apiserver-port` if `port` cannot be bound.
+/// Fails with a message naming `--apiserver-port` if `port` cannot be bound
+/// (retrying for a few seconds: a daemon killed a moment ago may still hold it).
 pub fn check_port(port: u16) -> Result<()> {
-    match std::net::TcpListener::bind(("0.0.0.0", port)) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(Error::PortInUse { port }),
-        Err(source) => Err(Error::PortUnavailable { port, source }),
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::net::TcpListener::bind(("0.0.0.0", port)) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if Instant::now() >= deadline {
+                    return Err(Error::PortInUse { port });
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(source) => return Err(Error::PortUnavailable { port, source }),
+        }
     }
 }
 

@@ -557,12 +557,38 @@ fn admit(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
         return Ok(());
     }
     let av = ctx.res.api_version();
+    if ctx.res.group.is_empty() && ctx.res.kind == "Secret" {
+        merge_string_data(obj);
+    }
     validation::default_object(&av, &ctx.res.kind, obj);
     let causes = validation::validate(&av, &ctx.res.kind, obj, old);
     if !causes.is_empty() {
         return Err(ApiError::invalid(&ctx.res, &name, &causes));
     }
     Ok(())
+}
+
+/// Folds a Secret's write-only `stringData` into `data` (base64), as the
+/// Kubernetes conversion does; `stringData` wins over `data` per key.
+fn merge_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(sd) = obj
+        .as_object_mut()
+        .and_then(|m| m.remove("stringData"))
+        .and_then(|v| v.as_object().cloned())
+    else {
+        return;
+    };
+    if !obj.get("data").is_some_and(Value::is_object) {
+        obj["data"] = json!({});
+    }
+    for (k, v) in sd {
+        let text = v
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| v.to_string());
+        obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
 }
 
 /// Checks the namespace exists and is not terminating before creating in it.
