@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
+
+pub mod pod_bench;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -48,15 +50,17 @@ pub struct ApiBenchOptions {
     pub requests: usize,
 }
 
-struct Profile {
-    binary: PathBuf,
-    home: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    port: u16,
+pub(crate) struct Profile {
+    pub(crate) binary: PathBuf,
+    pub(crate) home: tempfile::TempDir,
+    pub(crate) kubeconfig: PathBuf,
+    pub(crate) port: u16,
+    /// Extra `rkube start` flags.
+    pub(crate) start_args: Vec<String>,
 }
 
 impl Profile {
-    fn cmd(&self, args: &[&str]) -> Result<Duration> {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Result<Duration> {
         let started = Instant::now();
         let out = Command::new(&self.binary)
             .args(args)
@@ -74,9 +78,11 @@ impl Profile {
         Ok(started.elapsed())
     }
 
-    fn start(&self) -> Result<Duration> {
+    pub(crate) fn start(&self) -> Result<Duration> {
         let port = self.port.to_string();
-        self.cmd(&["start", "--apiserver-port", &port])
+        let mut args = vec!["start", "--apiserver-port", &port];
+        args.extend(self.start_args.iter().map(String::as_str));
+        self.cmd(&args)
     }
 
     fn pid(&self) -> Option<u32> {
@@ -90,7 +96,7 @@ impl Profile {
             .ok()
     }
 
-    async fn client(&self) -> Result<kube::Client> {
+    pub(crate) async fn client(&self) -> Result<kube::Client> {
         let kc =
             Kubeconfig::read_from(&self.kubeconfig).map_err(|e| Error::Config(e.to_string()))?;
         let opts = KubeConfigOptions {
@@ -214,6 +220,8 @@ pub async fn run_api(opts: ApiBenchOptions) -> Result<Vec<String>> {
         kubeconfig,
         home,
         port: opts.port,
+        // The API figures are for the control plane alone.
+        start_args: vec!["--disable-agent".into()],
     };
     let cold = profile.start()?;
     out(format!(

@@ -7,6 +7,22 @@ use std::process::ExitCode;
 pub enum Command {
     /// Start time, idle memory, request latency/throughput and watch fan-out
     Api(ApiArgs),
+    /// Pod startup latency through rkube and directly over CRI (containerd)
+    Pods(PodsArgs),
+}
+
+/// Flags of `rkube bench pods`.
+#[derive(Debug, clap::Args)]
+pub struct PodsArgs {
+    /// API server port of the throw-away profile
+    #[arg(long, default_value_t = 18644)]
+    pub port: u16,
+    /// Pods in the burst
+    #[arg(long, default_value_t = 100)]
+    pub burst: usize,
+    /// Sequential single-pod runs
+    #[arg(long, default_value_t = 10)]
+    pub singles: usize,
 }
 
 /// Flags of `rkube bench api`.
@@ -29,6 +45,15 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 requests: a.requests,
             };
             rkube_bench::run_api(opts).await?;
+        }
+        Command::Pods(a) => {
+            let opts = rkube_bench::pod_bench::PodBenchOptions {
+                binary: rkube_bench::current_binary()?,
+                port: a.port,
+                burst: a.burst,
+                singles: a.singles,
+            };
+            rkube_bench::pod_bench::run_pods(opts).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
