@@ -900,7 +900,21 @@ pub async fn write_update(
     if ctx.res.group.is_empty() && ctx.res.kind == "Service" {
         validation::preserve_service_allocations(&mut new, old);
     }
-    admit(ctx, &mut new, Some(old))?;
+    if sub == "ephemeralcontainers" {
+        // Only spec.ephemeralContainers changes here; compare the rest of the
+        // pod against an old object that already has the new list, so the
+        // pod-update immutability check does not reject it.
+        let av = ctx.res.api_version();
+        validation::default_object(&av, &ctx.res.kind, &mut new);
+        let mut base = old.clone();
+        base["spec"]["ephemeralContainers"] = new
+            .pointer("/spec/ephemeralContainers")
+            .cloned()
+            .unwrap_or(Value::Null);
+        admit(ctx, &mut new, Some(&base))?;
+    } else {
+        admit(ctx, &mut new, Some(old))?;
+    }
     if track {
         let av = ctx.res.api_version();
         patch::track_update(
