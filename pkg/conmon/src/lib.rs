@@ -1,0 +1,1 @@
+//! Runs containers under conmon with an OCI runtime (runc or crun).

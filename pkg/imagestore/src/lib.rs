@@ -1,0 +1,1 @@
+//! On-disk OCI image store and registry puller of rkube's bundled runtime.

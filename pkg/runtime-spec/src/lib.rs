@@ -1,0 +1,1 @@
+//! OCI runtime specs (config.json) for CRI pod sandboxes and containers.

@@ -1,0 +1,1 @@
+//! CRI streaming server: exec, attach and port-forward over SPDY and WebSocket.
