@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rkube_runtime::{Containerd, ContainerdOptions};
+use rkube_runtime::{Containerd, ContainerdOptions, Mirror};
 
 use crate::pipeline::Context;
 use crate::profile::{ContainerRuntime, Profile};
@@ -23,10 +23,22 @@ pub fn cni_conf_dir(profile: &Profile) -> PathBuf {
     profile.dir().join("cni").join("net.d")
 }
 
-/// The containerd backend of a profile.
+/// The containerd backend of a profile, with the profile's registry
+/// mirrors and plain-HTTP registries when its settings are given.
 pub fn containerd(profile: &Profile) -> Containerd {
+    containerd_with(profile, &[], &[])
+}
+
+fn containerd_with(profile: &Profile, mirrors: &[Mirror], insecure: &[String]) -> Containerd {
     let mut opts = ContainerdOptions::new(containerd_dir(profile), rkube_image::PAUSE_IMAGE);
     opts.cni_conf_dir = cni_conf_dir(profile);
+    opts.registry_mirrors = mirrors.to_vec();
+    for host in insecure {
+        if !mirrors.iter().any(|m| &m.host == host) {
+            opts.registry_mirrors
+                .push(rkube_runtime::registry::insecure_host(host));
+        }
+    }
     Containerd::new(opts)
 }
 
@@ -55,7 +67,8 @@ pub async fn runtime(ctx: &mut Context) -> Result<()> {
     match ctx.config.container_runtime {
         ContainerRuntime::Containerd => {
             Containerd::check_host().map_err(|e| Error::Node(e.to_string()))?;
-            let c = containerd(&ctx.profile);
+            let mirrors = ctx.config.mirrors().map_err(Error::Node)?;
+            let c = containerd_with(&ctx.profile, &mirrors, &ctx.config.insecure_registries);
             c.start().await.map_err(|e| Error::Node(e.to_string()))?;
             ctx.cri_socket = Some(c.socket());
             Ok(())

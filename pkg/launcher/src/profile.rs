@@ -156,6 +156,19 @@ pub struct ProfileConfig {
     /// Pods the node accepts (`--max-pods`).
     #[serde(default = "default_max_pods")]
     pub max_pods: u32,
+    /// OCI runtime of the bundled runtime (`--oci-runtime`: runc or crun).
+    #[serde(default = "default_oci_runtime")]
+    pub oci_runtime: String,
+    /// Registry mirrors (`--registry-mirror HOST=URL[,URL...][,mirror-only]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registry_mirrors: Vec<String>,
+    /// Registries pulled over plain HTTP (`--insecure-registry HOST[:PORT]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub insecure_registries: Vec<String>,
+}
+
+fn default_oci_runtime() -> String {
+    "runc".to_string()
 }
 
 fn default_max_pods() -> u32 {
@@ -173,6 +186,9 @@ impl ProfileConfig {
             cri_socket: None,
             disable_agent: false,
             max_pods: default_max_pods(),
+            oci_runtime: default_oci_runtime(),
+            registry_mirrors: Vec::new(),
+            insecure_registries: Vec::new(),
         }
     }
 
@@ -199,6 +215,26 @@ impl ProfileConfig {
         if let Some(m) = o.max_pods {
             self.max_pods = m;
         }
+        if let Some(r) = &o.oci_runtime {
+            self.oci_runtime = r.clone();
+        }
+        if let Some(m) = &o.registry_mirrors {
+            self.registry_mirrors = m.clone();
+        }
+        if let Some(i) = &o.insecure_registries {
+            self.insecure_registries = i.clone();
+        }
+    }
+
+    /// The parsed registry mirrors.
+    pub fn mirrors(&self) -> std::result::Result<Vec<rkube_runtime::Mirror>, String> {
+        self.registry_mirrors
+            .iter()
+            .map(|m| {
+                m.parse()
+                    .map_err(|e: rkube_runtime::Error| format!("--registry-mirror {m:?}: {e}"))
+            })
+            .collect()
     }
 }
 
@@ -219,6 +255,12 @@ pub struct Overrides {
     pub disable_agent: Option<bool>,
     /// `--max-pods`.
     pub max_pods: Option<u32>,
+    /// `--oci-runtime`.
+    pub oci_runtime: Option<String>,
+    /// `--registry-mirror` (given at all: replaces the stored list).
+    pub registry_mirrors: Option<Vec<String>>,
+    /// `--insecure-registry` (given at all: replaces the stored list).
+    pub insecure_registries: Option<Vec<String>>,
 }
 
 /// The host name lowercased into a DNS-1123 label, or "rkube".
@@ -446,7 +488,12 @@ mod tests {
             cri_socket: Some("unix:///run/x.sock".into()),
             disable_agent: Some(true),
             max_pods: None,
+            oci_runtime: Some("crun".into()),
+            registry_mirrors: Some(vec!["docker.io=http://127.0.0.1:5000,mirror-only".into()]),
+            insecure_registries: None,
         });
+        assert_eq!(cfg.oci_runtime, "crun");
+        assert!(cfg.mirrors().unwrap()[0].mirror_only);
         assert_eq!(cfg.cri_socket.as_deref(), Some("unix:///run/x.sock"));
         assert!(cfg.disable_agent);
         assert_eq!(cfg.max_pods, 110);

@@ -82,6 +82,55 @@ impl Mirror {
     }
 }
 
+impl std::str::FromStr for Mirror {
+    type Err = Error;
+
+    /// Parses the `--registry-mirror` syntax `HOST=URL[,URL...][,mirror-only]`,
+    /// e.g. `docker.io=http://127.0.0.1:5000,mirror-only`.
+    fn from_str(s: &str) -> Result<Self> {
+        let (host, rest) = s.split_once('=').ok_or_else(|| Error::InvalidMirror {
+            host: s.to_string(),
+            endpoint: String::new(),
+            reason:
+                "expected HOST=URL[,URL...][,mirror-only], e.g. docker.io=http://127.0.0.1:5000",
+        })?;
+        let mut m = Mirror {
+            host: host.trim().to_string(),
+            endpoints: Vec::new(),
+            mirror_only: false,
+        };
+        for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part == "mirror-only" {
+                m.mirror_only = true;
+            } else {
+                m.endpoints.push(part.trim_end_matches('/').to_string());
+            }
+        }
+        m.validate()?;
+        Ok(m)
+    }
+}
+
+impl std::fmt::Display for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.host, self.endpoints.join(","))?;
+        if self.mirror_only {
+            f.write_str(",mirror-only")?;
+        }
+        Ok(())
+    }
+}
+
+/// A plain-HTTP registry (`--insecure-registry HOST`) as containerd hosts:
+/// every pull of `host` goes to `http://host`.
+pub fn insecure_host(host: &str) -> Mirror {
+    Mirror {
+        host: host.to_string(),
+        endpoints: vec![format!("http://{host}")],
+        mirror_only: true,
+    }
+}
+
 /// A TOML basic string (JSON string escapes are valid TOML).
 pub(crate) fn quote(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
@@ -145,6 +194,30 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("[host.\"http://127.0.0.1:5000\"]"), "{text}");
+    }
+
+    #[test]
+    fn parses_the_command_line_syntax() {
+        let m: Mirror = "docker.io=http://127.0.0.1:5000/,https://m.example,mirror-only"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            m,
+            mirror(
+                "docker.io",
+                &["http://127.0.0.1:5000", "https://m.example"],
+                true
+            )
+        );
+        assert_eq!(
+            m.to_string(),
+            "docker.io=http://127.0.0.1:5000,https://m.example,mirror-only"
+        );
+        let m: Mirror = "quay.io=https://q.example".parse().unwrap();
+        assert!(!m.mirror_only);
+        for bad in ["docker.io", "docker.io=", "docker.io=ftp://x", "=http://x"] {
+            assert!(bad.parse::<Mirror>().is_err(), "{bad}");
+        }
     }
 
     #[test]

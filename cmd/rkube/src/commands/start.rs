@@ -34,6 +34,16 @@ pub struct Args {
     /// Maximum number of pods on the node [default: 110, or the profile's]
     #[arg(long)]
     max_pods: Option<u32>,
+    /// OCI runtime of the bundled cri-o runtime: runc or crun [default: runc, or the profile's]
+    #[arg(long, value_parser = ["runc", "crun"])]
+    oci_runtime: Option<String>,
+    /// Registry mirror HOST=URL[,URL...][,mirror-only], repeatable, e.g.
+    /// docker.io=http://127.0.0.1:5000,mirror-only (mirror-only: never fall back to HOST itself)
+    #[arg(long = "registry-mirror", value_name = "HOST=URL", value_parser = parse_mirror)]
+    registry_mirrors: Vec<String>,
+    /// Registry (HOST[:PORT]) to pull from over plain HTTP, repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
     /// Run in this process instead of in the background
     #[arg(long)]
     pub foreground: bool,
@@ -56,9 +66,20 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
                 None
             },
             max_pods: a.max_pods,
+            oci_runtime: a.oci_runtime,
+            registry_mirrors: (!a.registry_mirrors.is_empty()).then_some(a.registry_mirrors),
+            insecure_registries: (!a.insecure_registries.is_empty())
+                .then_some(a.insecure_registries),
         },
         foreground: a.foreground,
     })
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks a `--registry-mirror` value early, so a typo fails before start.
+fn parse_mirror(s: &str) -> Result<String, String> {
+    s.parse::<rkube_runtime::Mirror>()
+        .map(|m| m.to_string())
+        .map_err(|e| e.to_string())
 }
