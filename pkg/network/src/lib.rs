@@ -5,12 +5,14 @@
 //! configuration ([`conf`]: a `bridge` on `rkube0` with `host-local` IPAM,
 //! `portmap` for hostPort and `firewall` for hosts whose FORWARD policy is
 //! DROP) and checks that Debian's containernetworking-plugins are installed
-//! ([`plugins`]). Invoking the plugins ourselves will live beside these
-//! modules and reuse [`conf::NetworkConfigList`].
+//! ([`plugins`]). rkube's bundled runtime runs the plugins itself
+//! ([`cni`]) in pinned network namespaces ([`netns`]).
 
 use std::path::PathBuf;
 
+pub mod cni;
 pub mod conf;
+pub mod netns;
 pub mod plugins;
 
 pub use conf::{write_conflist, CniOptions, NetworkConfigList};
@@ -37,6 +39,27 @@ pub enum Error {
         dir: PathBuf,
         /// Comma-separated names of the missing plugins.
         missing: String,
+    },
+    /// A CNI plugin failed.
+    #[error("CNI plugin {plugin} {command} failed: {detail}")]
+    Plugin {
+        /// Plugin type.
+        plugin: String,
+        /// ADD, DEL or CHECK.
+        command: String,
+        /// The plugin's error message.
+        detail: String,
+    },
+    /// No network configuration list.
+    #[error("no CNI network configuration (*.conflist) in {0}")]
+    NoNetwork(PathBuf),
+    /// A conflist cannot be parsed.
+    #[error("invalid CNI configuration {path}: {reason}")]
+    BadConf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
     /// A file system operation failed.
     #[error("cannot {action} {path}")]
