@@ -15,6 +15,7 @@ pub mod conf;
 pub mod netns;
 pub mod plugins;
 
+pub use cni::{AddResult, Attachment, Cni, PortMapping};
 pub use conf::{write_conflist, CniOptions, NetworkConfigList};
 pub use plugins::check_plugins;
 
@@ -60,6 +61,14 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// CHECK of a sandbox that has no cached ADD result.
+    #[error("sandbox {container_id} is not attached to the network (no cached CNI result at {cache}); run ADD first")]
+    NotAttached {
+        /// The sandbox ID.
+        container_id: String,
+        /// The cache file looked for.
+        cache: PathBuf,
     },
     /// A file system operation failed.
     #[error("cannot {action} {path}")]

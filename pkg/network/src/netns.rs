@@ -5,7 +5,7 @@
 //! for port-forward.
 
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -21,42 +21,89 @@ fn sys(action: &'static str, path: &Path) -> impl FnOnce(nix::Error) -> Error {
     }
 }
 
+/// Serializes [`make_private`], so concurrent creates do not stack bind mounts.
+static PRIVATE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The mount points of this mount namespace (octal escapes of mountinfo
+/// decoded), each with its file system type.
+fn mounts() -> Vec<(PathBuf, String)> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let point = l.split(' ').nth(4)?;
+            let fstype = l.split(" - ").nth(1)?.split(' ').next()?;
+            Some((PathBuf::from(unescape(point)), fstype.to_string()))
+        })
+        .collect()
+}
+
+/// Decodes mountinfo's `\ooo` escapes (space, tab, newline, backslash).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `path` with its parent resolved (the file itself may be a mount point).
+fn resolved(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => dir
+            .canonicalize()
+            .map(|d| d.join(name))
+            .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// Makes `dir` a private mount point (once), so namespace bind mounts in it
 /// do not propagate to other mount namespaces and can be unmounted cleanly.
 fn make_private(dir: &Path) -> Result<()> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let is_mount = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| Path::new(m) == dir);
+    let _guard = PRIVATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = dir.canonicalize().map_err(Error::io("resolve", dir))?;
+    let is_mount = mounts().iter().any(|(m, _)| *m == dir);
     if !is_mount {
         mount(
-            Some(dir),
-            dir,
+            Some(&dir),
+            &dir,
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
-        .map_err(sys("bind-mount", dir))?;
+        .map_err(sys("bind-mount", &dir))?;
     }
     mount(
         None::<&str>,
-        dir,
+        &dir,
         None::<&str>,
         MsFlags::MS_PRIVATE | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(sys("make private", dir))
+    .map_err(sys("make private", &dir))
 }
 
 /// Whether a namespace is pinned at `path` (a mount of an nsfs file).
 pub fn exists(path: &Path) -> bool {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mountinfo.lines().any(|l| {
-        let mut f = l.split(' ');
-        let point = f.nth(4);
-        point.is_some_and(|m| Path::new(m) == path) && l.contains(" - nsfs ")
-    })
+    let path = resolved(path);
+    mounts()
+        .iter()
+        .any(|(m, fstype)| *m == path && (fstype == "nsfs" || fstype == "proc"))
 }
 
 /// Creates a new network namespace pinned at `path`.
@@ -68,6 +115,13 @@ pub fn create(path: &Path) -> Result<()> {
     })?;
     std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
     make_private(dir)?;
+    if exists(path) {
+        return Err(Error::Io {
+            action: "create a network namespace at",
+            path: path.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        });
+    }
     std::fs::File::create(path).map_err(Error::io("create", path))?;
     let target = path.to_path_buf();
     let result = std::thread::spawn(move || -> Result<()> {
@@ -110,48 +164,72 @@ pub fn remove(path: &Path) -> Result<()> {
     }
 }
 
+/// Runs `f` on a new thread that has entered the network namespace pinned
+/// at `netns` (the calling thread keeps its own), and returns its result.
+/// Sockets `f` opens stay in that namespace. Blocking: call it from
+/// `spawn_blocking` in async code.
+pub fn run_in<T, F>(netns: &Path, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let ns = netns.to_path_buf();
+    std::thread::spawn(move || -> Result<T> {
+        let file = std::fs::File::open(&ns).map_err(Error::io("open", &ns))?;
+        setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(sys("enter the network namespace", &ns))?;
+        Ok(f())
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(Error::Io {
+            action: "run a thread in the network namespace",
+            path: netns.to_path_buf(),
+            source: std::io::Error::other("thread panicked"),
+        })
+    })
+}
+
 /// Connects to `localhost:port` inside the namespace pinned at `netns`
 /// (127.0.0.1 first, then ::1). The socket stays in that namespace.
 pub async fn connect_tcp(netns: &Path, port: u16) -> Result<tokio::net::TcpStream> {
     let ns = netns.to_path_buf();
-    let std_stream = tokio::task::spawn_blocking(move || {
-        std::thread::spawn(move || -> Result<std::net::TcpStream> {
-            let f = std::fs::File::open(&ns).map_err(Error::io("open", &ns))?;
-            setns(f.as_fd(), CloneFlags::CLONE_NEWNET)
-                .map_err(sys("enter the network namespace", &ns))?;
+    let connected = tokio::task::spawn_blocking(move || {
+        run_in(&ns, move || {
             let timeout = std::time::Duration::from_secs(5);
-            let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let v4 = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
             let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
             std::net::TcpStream::connect_timeout(&v4, timeout)
-                .or_else(|_| std::net::TcpStream::connect_timeout(&v6, timeout))
-                .map_err(|source| Error::Io {
-                    action: "connect to a port in the network namespace",
-                    path: ns.clone(),
-                    source,
-                })
+                .or_else(|e4| std::net::TcpStream::connect_timeout(&v6, timeout).map_err(|_| e4))
         })
-        .join()
     })
     .await
     .map_err(|e| Error::Io {
         action: "connect in",
         path: netns.to_path_buf(),
         source: std::io::Error::other(e.to_string()),
-    })?
-    .map_err(|_| Error::Io {
-        action: "connect in",
-        path: netns.to_path_buf(),
-        source: std::io::Error::other("thread panicked"),
     })??;
-    std_stream
+    let stream = connected.map_err(|source| Error::Io {
+        action: "connect to localhost port in the network namespace",
+        path: netns.to_path_buf(),
+        source,
+    })?;
+    stream
         .set_nonblocking(true)
         .map_err(Error::io("configure a socket in", netns))?;
-    tokio::net::TcpStream::from_std(std_stream).map_err(Error::io("register a socket from", netns))
+    tokio::net::TcpStream::from_std(stream).map_err(Error::io("register a socket from", netns))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unescapes_mountinfo_paths() {
+        assert_eq!(unescape(r"/a\040b\011c\134d"), "/a b\tc\\d");
+        assert_eq!(unescape(r"/x\04"), r"/x\04");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
 
     #[tokio::test]
     async fn create_connect_remove() {
@@ -190,9 +268,18 @@ mod tests {
             .unwrap();
         assert_eq!(buf, b"inside");
         accept.join().unwrap();
+        // A second create at the same place is refused, the first stays.
+        assert!(create(&ns).is_err());
+        assert!(exists(&ns));
         remove(&ns).unwrap();
         assert!(!exists(&ns));
+        assert!(!ns.exists());
         remove(&ns).unwrap();
+        // A plain file is not a namespace; a missing one neither.
+        std::fs::write(&ns, b"").unwrap();
+        assert!(!exists(&ns));
+        remove(&ns).unwrap();
+        assert!(!exists(&dir.path().join("nowhere").join("x")));
         let _ = umount2(&dir.path().join("netns"), MntFlags::MNT_DETACH);
     }
 }
