@@ -135,6 +135,16 @@ pub(crate) fn result_ips(result: &Value) -> Vec<IpAddr> {
         .unwrap_or_default()
 }
 
+/// What [`Cni::add`] cached for an attachment.
+struct Cached {
+    /// The cache file, if there is one.
+    file: Option<PathBuf>,
+    /// The final ADD result.
+    result: Option<Value>,
+    /// The port mappings of the ADD (or the caller's when none is cached).
+    mappings: Vec<PortMapping>,
+}
+
 /// Whether a plugin conf is `bridge` with `ipMasq`.
 fn masquerades(plugin: &Value) -> bool {
     plugin.get("type").and_then(Value::as_str) == Some("bridge")
@@ -362,7 +372,14 @@ impl Cni {
             .map_err(Error::io("create directory", &self.cache_dir))?;
         let cache = self.cache_file(&list.name, a);
         let tmp = cache.with_extension("tmp");
-        let record = json!({ "result": raw, "portMappings": a.port_mappings.iter().map(|m| json!([m.host_port, m.container_port, m.protocol, m.host_ip])).collect::<Vec<_>>() });
+        let record = json!({
+            "kind": "rkubeCniCacheV1",
+            "containerId": a.container_id,
+            "ifName": a.ifname,
+            "config": list,
+            "result": raw,
+            "portMappings": a.port_mappings.iter().map(|m| json!([m.host_port, m.container_port, m.protocol, m.host_ip])).collect::<Vec<_>>(),
+        });
         std::fs::write(&tmp, serde_json::to_vec(&record).expect("json"))
             .map_err(Error::io("write", &tmp))?;
         std::fs::rename(&tmp, &cache).map_err(Error::io("write", &cache))?;
@@ -372,22 +389,37 @@ impl Cni {
         })
     }
 
-    fn cached(&self, network: &str, a: &Attachment) -> (Option<Value>, Vec<PortMapping>) {
-        let Ok(bytes) = std::fs::read(self.cache_file(network, a)) else {
-            return (None, a.port_mappings.clone());
-        };
-        let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
-            return (None, a.port_mappings.clone());
-        };
-        let mappings = v
+    /// The cached ADD of `a`: the cache file of the current network, or
+    /// else any of `a`'s (the conflist may be gone or renamed since).
+    fn cached(&self, a: &Attachment) -> (Result<NetworkConfigList>, Cached) {
+        let loaded = self.load();
+        let mut file = loaded.as_ref().ok().map(|l| self.cache_file(&l.name, a));
+        if !file.as_ref().is_some_and(|f| f.is_file()) {
+            let suffix = format!("-{}-{}.json", a.container_id, a.ifname);
+            if let Ok(dir) = std::fs::read_dir(&self.cache_dir) {
+                if let Some(found) = dir.flatten().map(|e| e.path()).find(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.ends_with(&suffix))
+                }) {
+                    file = Some(found);
+                }
+            }
+        }
+        let record = file
+            .as_ref()
+            .and_then(|f| std::fs::read(f).ok())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .unwrap_or(Value::Null);
+        let mappings = record
             .get("portMappings")
             .and_then(Value::as_array)
             .map(|ms| {
                 ms.iter()
                     .filter_map(|m| {
                         Some(PortMapping {
-                            host_port: m.get(0)?.as_u64()? as u16,
-                            container_port: m.get(1)?.as_u64()? as u16,
+                            host_port: u16::try_from(m.get(0)?.as_u64()?).ok()?,
+                            container_port: u16::try_from(m.get(1)?.as_u64()?).ok()?,
                             protocol: m.get(2)?.as_str()?.to_string(),
                             host_ip: m.get(3)?.as_str()?.to_string(),
                         })
@@ -395,13 +427,31 @@ impl Cni {
                     .collect()
             })
             .unwrap_or_else(|| a.port_mappings.clone());
-        (v.get("result").filter(|r| !r.is_null()).cloned(), mappings)
+        let config = record
+            .get("config")
+            .and_then(|c| serde_json::from_value::<NetworkConfigList>(c.clone()).ok());
+        // The configuration the sandbox was attached with wins, as in libcni.
+        let list = match config {
+            Some(c) => Ok(c),
+            None => loaded,
+        };
+        let cached = Cached {
+            file,
+            result: record.get("result").filter(|r| !r.is_null()).cloned(),
+            mappings,
+        };
+        (list, cached)
     }
 
     /// Detaches the sandbox; tolerant of a missing namespace or cache.
     pub async fn del(&self, a: &Attachment) -> Result<()> {
-        let list = self.load()?;
-        let (prev, mappings) = self.cached(&list.name, a);
+        let (list, cached) = self.cached(a);
+        let list = list?;
+        let Cached {
+            file,
+            result: prev,
+            mappings,
+        } = cached;
         let mut a = a.clone();
         if !a.netns.as_os_str().is_empty() && !crate::netns::exists(&a.netns) {
             a.netns = PathBuf::new();
@@ -426,7 +476,7 @@ impl Cni {
             // cache stays for a retry then).
             Some(e) if !gone => Err(e),
             _ => {
-                let cache = self.cache_file(&list.name, &a);
+                let Some(cache) = file else { return Ok(()) };
                 match std::fs::remove_file(&cache) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         Err(Error::io("remove", cache)(e))
@@ -439,8 +489,13 @@ impl Cni {
 
     /// Checks the attachment against the cached result.
     pub async fn check(&self, a: &Attachment) -> Result<()> {
-        let list = self.load()?;
-        let (prev, mappings) = self.cached(&list.name, a);
+        let (list, cached) = self.cached(a);
+        let list = list?;
+        let Cached {
+            result: prev,
+            mappings,
+            ..
+        } = cached;
         if prev.is_none() {
             return Err(Error::NotAttached {
                 container_id: a.container_id.clone(),
@@ -628,10 +683,14 @@ fi
 
         // DEL: reverse order, cached result and mappings (even when the caller
         // no longer has them), empty CNI_NETNS since the namespace is gone.
+        // The configuration of the ADD is used even if the conflist is gone.
         std::fs::remove_file(dir.path().join("log")).unwrap();
+        std::fs::rename(conf.join("20-b.conflist"), dir.path().join("away")).unwrap();
+        std::fs::remove_file(conf.join("99-z.conflist")).unwrap();
         let mut bare = a.clone();
         bare.port_mappings.clear();
         cni.del(&bare).await.unwrap();
+        std::fs::rename(dir.path().join("away"), conf.join("20-b.conflist")).unwrap();
         let c = calls(dir.path());
         assert_eq!(
             c.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
@@ -847,6 +906,15 @@ fi
         .unwrap()
         .unwrap();
         assert_eq!(read_all(s), b"via hostPort");
+        t.join().unwrap();
+        // And so does the node itself on localhost (portmap's SNAT mode).
+        let t = serve_once(listener.try_clone().unwrap(), b"via localhost");
+        let s = std::net::TcpStream::connect_timeout(
+            &(std::net::Ipv4Addr::LOCALHOST, host_port).into(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(read_all(s), b"via localhost");
         t.join().unwrap();
         // DEL removes the mapping: the port no longer answers.
         cni.del(&server).await.unwrap();
