@@ -131,20 +131,15 @@ impl AttachIo {
                 this.close_stdin();
             })
         });
-        loop {
-            match this.recv().await {
-                Ok(Some((pipe, data))) => {
-                    let w = match (pipe, &mut stderr) {
-                        (Pipe::Stderr, Some(e)) => Some(e),
-                        _ => stdout.as_mut(),
-                    };
-                    if let Some(w) = w {
-                        if w.write_all(&data).await.is_err() || w.flush().await.is_err() {
-                            break;
-                        }
-                    }
+        while let Ok(Some((pipe, data))) = this.recv().await {
+            let w = match (pipe, &mut stderr) {
+                (Pipe::Stderr, Some(e)) => Some(e),
+                _ => stdout.as_mut(),
+            };
+            if let Some(w) = w {
+                if w.write_all(&data).await.is_err() || w.flush().await.is_err() {
+                    break;
                 }
-                Ok(None) | Err(_) => break,
             }
         }
         if let Some(t) = input {

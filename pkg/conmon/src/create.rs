@@ -4,7 +4,6 @@
 //! control fifo (resize, reopen log).
 
 use std::io::{BufRead, Write};
-use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 
 use command_fds::{CommandFdExt, FdMapping};
@@ -117,7 +116,7 @@ impl Conmon {
             // One JSON line: the pid, or the runtime's error. conmon may keep
             // the pipe open afterwards, so read a line, not to EOF.
             let mut text = String::new();
-            let f = std::fs::File::from(OwnedFd::from(sync_r));
+            let f = std::fs::File::from(sync_r);
             let _ = std::io::BufReader::new(f).read_line(&mut text);
             parse_sync(&text).map_err(|message| Error::Runtime {
                 program: "conmon".into(),

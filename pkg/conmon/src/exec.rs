@@ -126,7 +126,7 @@ impl OciRuntime {
         c.arg("--tty").arg(id).args(cmd);
         c.stdin(dup(&slave)?).stdout(dup(&slave)?).stderr(slave);
         let child = c.spawn().map_err(Error::io("run", &self.path))?;
-        let master = Arc::new(OwnedFd::from(master));
+        let master = Arc::new(master);
         let reader = std::fs::File::from(master.try_clone().map_err(Error::io("clone", "pty"))?);
         let writer = std::fs::File::from(master.try_clone().map_err(Error::io("clone", "pty"))?);
         Ok(ExecProcess {
