@@ -60,6 +60,8 @@ const REMOTECOMMAND: &[&str] = &[
     "channel.k8s.io",
 ];
 const WS_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
+/// kubectl's port-forward: SPDY/3.1 carried in WebSocket binary messages.
+const WS_SPDY_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 
 fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Resp {
     let path = req.uri().path().trim_matches('/').to_string();
@@ -83,13 +85,18 @@ fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Resp {
     // Check the protocol before using up the token, so that a client
     // whose first offer is refused can retry (kubectl falls back from
     // WebSocket to SPDY with a new CRI call anyway).
+    let wanted: &[&str] = if verb == "portforward" {
+        &[WS_SPDY_TUNNEL]
+    } else {
+        WS_PROTOCOLS
+    };
     let ws_proto = values(req.headers(), "sec-websocket-protocol")
         .into_iter()
-        .find(|p| WS_PROTOCOLS.contains(&p.as_str()));
-    if is_ws && (verb == "portforward" || ws_proto.is_none()) {
+        .find(|p| wanted.contains(&p.as_str()));
+    if is_ws && ws_proto.is_none() {
         return plain(
             StatusCode::BAD_REQUEST,
-            "unsupported WebSocket protocol; use v5.channel.k8s.io or v4.channel.k8s.io for exec/attach, SPDY/3.1 for port-forward",
+            "unsupported WebSocket protocol; use v5.channel.k8s.io or v4.channel.k8s.io for exec/attach, SPDY/3.1+portforward.k8s.io for port-forward",
         );
     }
     let Some(pending) = shared.take(token) else {
@@ -142,9 +149,15 @@ fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Resp {
             h.insert("sec-websocket-protocol", v);
         }
         let v5 = proto == "v5.channel.k8s.io";
+        let tunnel = proto == WS_SPDY_TUNNEL;
         tokio::spawn(async move {
             if let Ok(up) = on_upgrade.await {
-                crate::ws::run(TokioIo::new(up), target, v5, shared.backend.clone()).await;
+                if tunnel {
+                    crate::ws::run_spdy_tunnel(TokioIo::new(up), target, shared.backend.clone())
+                        .await;
+                } else {
+                    crate::ws::run(TokioIo::new(up), target, v5, shared.backend.clone()).await;
+                }
             }
         });
         return resp;

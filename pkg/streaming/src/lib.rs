@@ -197,3 +197,5 @@ impl Server {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_kubectl;

@@ -13,7 +13,7 @@ use crate::session::headers;
 use crate::spdy::{self, Frame, HeaderDecoder, HeaderEncoder};
 
 /// Echoes stdin to stdout in upper case; `exit N` exits with N.
-struct Fake;
+pub(crate) struct Fake;
 
 impl Backend for Fake {
     fn exec(
@@ -55,7 +55,7 @@ impl Backend for Fake {
     }
 }
 
-async fn server() -> Server {
+pub(crate) async fn server() -> Server {
     Server::start("127.0.0.1:0".parse().unwrap(), Arc::new(Fake))
         .await
         .unwrap()

@@ -1,13 +1,16 @@
 //! The WebSocket transport for exec and attach (`v5.channel.k8s.io`,
 //! `v4.channel.k8s.io`): every binary message starts with its channel
-//! byte; v5 adds a close message (255, channel) for stdin EOF.
+//! byte; v5 adds a close message (255, channel) for stdin EOF. Also
+//! kubectl's WebSocket-tunneled SPDY (`SPDY/3.1+portforward.k8s.io`):
+//! binary messages carry the SPDY byte stream.
 
 use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -63,7 +66,67 @@ where
         }
     }
     let _ = session.await;
-    let _ = sink.send(Message::Close(None)).await;
+    // A normal close is EOF for every channel on the client; anything
+    // else (even a close without a code) is an error there.
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })))
+        .await;
     let _ = sink.close().await;
     reader.abort();
+}
+
+/// Serves SPDY carried in WebSocket binary messages (port-forward).
+pub(crate) async fn run_spdy_tunnel<S>(io: S, target: Target, backend: Arc<dyn Backend>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let (mut sink, mut stream) = ws.split();
+    let (ours, theirs) = tokio::io::duplex(256 * 1024);
+    let (mut pr, mut pw) = tokio::io::split(ours);
+    // WebSocket → SPDY session.
+    let inbound = tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            let ok = match msg {
+                Message::Binary(b) => pw.write_all(&b).await.is_ok(),
+                Message::Close(_) => false,
+                _ => true,
+            };
+            if !ok {
+                break;
+            }
+        }
+        let _ = pw.shutdown().await;
+    });
+    // SPDY session → WebSocket.
+    let outbound = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match pr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sink
+                        .send(Message::Binary(buf[..n].to_vec().into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            })))
+            .await;
+        let _ = sink.close().await;
+    });
+    crate::session::run_spdy(theirs, target, "portforward.k8s.io".into(), backend).await;
+    let _ = outbound.await;
+    inbound.abort();
 }
