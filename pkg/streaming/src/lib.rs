@@ -157,11 +157,10 @@ impl Server {
 
     fn url(&self, verb: &str, p: Pending) -> String {
         let token = hex::encode(rand::random::<[u8; 16]>());
-        self.shared
-            .tokens
-            .lock()
-            .expect("poisoned")
-            .insert(token.clone(), (p, Instant::now()));
+        let mut tokens = self.shared.tokens.lock().expect("poisoned");
+        tokens.retain(|_, (_, at)| at.elapsed() < TOKEN_TTL);
+        tokens.insert(token.clone(), (p, Instant::now()));
+        drop(tokens);
         format!("http://{}/{verb}/{token}", self.addr)
     }
 

@@ -45,6 +45,9 @@ pub(crate) enum Inbound {
     Stdin(Vec<u8>),
     StdinEof,
     Resize(TermSize),
+    /// The client went away: stdin ends and the backend's output
+    /// writes fail from now on, so that an attach or exec ends.
+    Gone,
 }
 
 /// To the client.
@@ -91,10 +94,15 @@ async fn forward_output(
     mut r: impl AsyncRead + Unpin,
     out: mpsc::UnboundedSender<Outbound>,
     err: bool,
+    mut gone: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        match r.read(&mut buf).await {
+        let read = tokio::select! {
+            r = r.read(&mut buf) => r,
+            Ok(_) = gone.wait_for(|g| *g) => break,
+        };
+        match read {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let chunk = buf[..n].to_vec();
@@ -126,6 +134,7 @@ pub(crate) async fn remote_command(
     };
     let (stdin_tx, stdin_rx) = tokio::io::duplex(64 * 1024);
     let (resize_tx, resize_rx) = mpsc::channel(8);
+    let (gone_tx, gone_rx) = tokio::sync::watch::channel(false);
     let input = tokio::spawn(async move {
         let mut stdin_tx = Some(stdin_tx);
         while let Some(m) = inbound.recv().await {
@@ -144,6 +153,12 @@ pub(crate) async fn remote_command(
                 }
                 Inbound::Resize(s) => {
                     let _ = resize_tx.try_send(s);
+                }
+                Inbound::Gone => {
+                    if let Some(mut w) = stdin_tx.take() {
+                        let _ = w.shutdown().await;
+                    }
+                    let _ = gone_tx.send(true);
                 }
             }
         }
@@ -164,12 +179,22 @@ pub(crate) async fn remote_command(
     if opts.stdout {
         let (w, r) = tokio::io::duplex(64 * 1024);
         io.stdout = Some(Box::new(w));
-        outputs.push(tokio::spawn(forward_output(r, outbound.clone(), false)));
+        outputs.push(tokio::spawn(forward_output(
+            r,
+            outbound.clone(),
+            false,
+            gone_rx.clone(),
+        )));
     }
     if opts.stderr && !opts.tty {
         let (w, r) = tokio::io::duplex(64 * 1024);
         io.stderr = Some(Box::new(w));
-        outputs.push(tokio::spawn(forward_output(r, outbound.clone(), true)));
+        outputs.push(tokio::spawn(forward_output(
+            r,
+            outbound.clone(),
+            true,
+            gone_rx.clone(),
+        )));
     }
     let result = match target {
         Target::Exec { id, cmd, .. } => backend.exec(id, cmd, io).await,
@@ -333,7 +358,7 @@ async fn spdy_remote_command<R, W>(
                 break;
             }
         }
-        let _ = in_tx.send(Inbound::StdinEof);
+        let _ = in_tx.send(Inbound::Gone);
     });
     // Session → client.
     while let Some(m) = out_rx.recv().await {

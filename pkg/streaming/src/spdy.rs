@@ -393,4 +393,50 @@ mod tests {
             Frame::Ping { id: 7 }
         );
     }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Two consecutive header blocks of one connection as the reference
+    /// zlib (CPython's, level 9, preset dictionary, sync flush) writes
+    /// them; the second only makes sense with the first's context.
+    #[test]
+    fn golden_header_blocks_from_reference_zlib() {
+        let a = unhex("78f9e3c6a7c202253a48f95b044eea16061606409ab308125f99a074cc68004e892545a989b9d0c2863515141500000000ffff");
+        let b = unhex("225333a8a44a04000000ffff");
+        let mut dec = HeaderDecoder::new();
+        let want = |t: &str| -> Headers {
+            [("port", "8080"), ("requestid", "0"), ("streamtype", t)]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(dec.decode(&a).unwrap(), want("error"));
+        assert_eq!(dec.decode(&b).unwrap(), want("data"));
+    }
+
+    /// The zlib header of our first block names the SPDY/3 dictionary by
+    /// its Adler-32 (0xe3c6a7c2, the id every SPDY/3 peer checks).
+    #[test]
+    fn encoder_announces_the_spdy3_dictionary() {
+        assert_eq!(adler32(&dictionary()), 0xe3c6_a7c2);
+        let block = HeaderEncoder::new().encode(&Headers::new());
+        assert_eq!(block[0] & 0x0f, 8, "deflate");
+        assert_ne!(block[1] & 0x20, 0, "FDICT set");
+        assert_eq!(&block[2..6], &0xe3c6_a7c2u32.to_be_bytes());
+        assert_eq!(u16::from_be_bytes([block[0], block[1]]) % 31, 0);
+    }
+
+    fn adler32(d: &[u8]) -> u32 {
+        let (mut a, mut b) = (1u32, 0u32);
+        for &x in d {
+            a = (a + x as u32) % 65521;
+            b = (b + a) % 65521;
+        }
+        (b << 16) | a
+    }
 }

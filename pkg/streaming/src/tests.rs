@@ -15,6 +15,8 @@ use crate::spdy::{self, Frame, HeaderDecoder, HeaderEncoder};
 /// Echoes stdin to stdout in upper case; `exit N` exits with N.
 pub(crate) struct Fake;
 
+static ATTACH_ENDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl Backend for Fake {
     fn exec(
         &self,
@@ -42,8 +44,30 @@ impl Backend for Fake {
             Ok(code)
         })
     }
-    fn attach(&self, _id: String, _io: StreamIo) -> BoxFuture<Result<(), String>> {
-        Box::pin(async { Ok(()) })
+    /// `resize`: reports the first terminal size on stdout; `forever`:
+    /// writes until the client is gone, then records that it ended.
+    fn attach(&self, id: String, mut io: StreamIo) -> BoxFuture<Result<(), String>> {
+        Box::pin(async move {
+            let mut out = io.stdout.take().ok_or("no stdout")?;
+            if id == "resize" {
+                let sz = io
+                    .resize
+                    .as_mut()
+                    .ok_or("no resize")?
+                    .recv()
+                    .await
+                    .ok_or("no size")?;
+                let _ = out
+                    .write_all(format!("{}x{}", sz.width, sz.height).as_bytes())
+                    .await;
+                return Ok(());
+            }
+            while out.write_all(b"tick\n").await.is_ok() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            ATTACH_ENDED.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        })
     }
     fn port_forward(&self, _sandbox: String, port: u16) -> BoxFuture<Result<BoxConn, String>> {
         Box::pin(async move {
@@ -130,6 +154,13 @@ async fn tokens_are_single_use_and_requests_validated() {
     let mut buf = vec![0u8; 64];
     let n = c.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 404"));
+    // An unused URL older than a minute is gone too.
+    let url = s.exec_url(&exec_req(&["cat"])).unwrap();
+    let token = url.rsplit('/').next().unwrap().to_string();
+    if let Some((_, at)) = s.shared.tokens.lock().unwrap().get_mut(&token) {
+        *at -= std::time::Duration::from_secs(61);
+    }
+    assert!(s.shared.take(&token).is_none(), "expired token");
     let mut bad = exec_req(&["cat"]);
     bad.tty = true;
     bad.stderr = true;
@@ -175,14 +206,9 @@ async fn spdy_connect(url: &str, protocol: &str) -> tokio::net::TcpStream {
     c
 }
 
-#[tokio::test]
-async fn spdy_exec_v4() {
-    let s = server().await;
-    let mut c = spdy_connect(
-        &s.exec_url(&exec_req(&["exit", "2"])).unwrap(),
-        "v4.channel.k8s.io",
-    )
-    .await;
+/// Runs `cmd` over SPDY v4 with stdin "abc"; stdout and the status.
+async fn spdy_exec(s: &Server, cmd: &[&str]) -> (Vec<u8>, serde_json::Value) {
+    let mut c = spdy_connect(&s.exec_url(&exec_req(cmd)).unwrap(), "v4.channel.k8s.io").await;
     let mut enc = HeaderEncoder::new();
     let mut dec = HeaderDecoder::new();
     for (id, t) in [(1, "error"), (3, "stdin"), (5, "stdout")] {
@@ -197,9 +223,76 @@ async fn spdy_exec_v4() {
     c.write_all(&spdy::data(3, false, b"abc")).await.unwrap();
     c.write_all(&spdy::data(3, true, b"")).await.unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut replies = 0;
     loop {
         match spdy::read_frame(&mut c, &mut dec).await {
             Ok(Frame::Data { id: 5, data, .. }) => out.extend(data),
+            Ok(Frame::Data { id: 1, data, fin }) => {
+                err.extend(data);
+                if fin {
+                    break;
+                }
+            }
+            Ok(Frame::Other) => replies += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(replies, 3, "every stream got a SYN_REPLY");
+    (out, serde_json::from_slice(&err).unwrap())
+}
+
+#[tokio::test]
+async fn spdy_exec_v4_exit_codes() {
+    let s = server().await;
+    let (out, status) = spdy_exec(&s, &["cat"]).await;
+    assert_eq!(out, b"ABC");
+    assert_eq!(status["status"], "Success");
+    let (out, status) = spdy_exec(&s, &["exit", "3"]).await;
+    assert_eq!(out, b"ABC");
+    assert_eq!(status["status"], "Failure");
+    assert_eq!(status["reason"], "NonZeroExitCode");
+    assert_eq!(status["details"]["causes"][0]["reason"], "ExitCode");
+    assert_eq!(status["details"]["causes"][0]["message"], "3");
+    let (_, status) = spdy_exec(&s, &["fail"]).await;
+    assert_eq!(status["message"], "no such container");
+}
+
+fn attach_req(id: &str, tty: bool) -> api::AttachRequest {
+    api::AttachRequest {
+        container_id: id.into(),
+        stdout: true,
+        tty,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn spdy_attach_with_tty_resize() {
+    let s = server().await;
+    let mut c = spdy_connect(
+        &s.attach_url(&attach_req("resize", true)).unwrap(),
+        "v4.channel.k8s.io",
+    )
+    .await;
+    let mut enc = HeaderEncoder::new();
+    let mut dec = HeaderDecoder::new();
+    for (id, t) in [(1, "error"), (3, "stdout"), (5, "resize")] {
+        c.write_all(&spdy::syn_stream(
+            &mut enc,
+            id,
+            &headers(&[("streamtype", t)]),
+        ))
+        .await
+        .unwrap();
+    }
+    c.write_all(&spdy::data(5, false, br#"{"Width":120,"Height":40}"#))
+        .await
+        .unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    loop {
+        match spdy::read_frame(&mut c, &mut dec).await {
+            Ok(Frame::Data { id: 3, data, .. }) => out.extend(data),
             Ok(Frame::Data { id: 1, data, fin }) => {
                 err.extend(data);
                 if fin {
@@ -210,9 +303,36 @@ async fn spdy_exec_v4() {
             Err(_) => break,
         }
     }
-    assert_eq!(out, b"ABC");
+    assert_eq!(out, b"120x40");
     let status: serde_json::Value = serde_json::from_slice(&err).unwrap();
-    assert_eq!(status["details"]["causes"][0]["message"], "2");
+    assert_eq!(status["status"], "Success");
+}
+
+#[tokio::test]
+async fn websocket_attach_ends_when_the_client_goes_away() {
+    let s = server().await;
+    let url = s
+        .attach_url(&attach_req("forever", false))
+        .unwrap()
+        .replace("http://", "ws://");
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "v5.channel.k8s.io".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    match ws.next().await {
+        Some(Ok(Message::Binary(b))) => assert_eq!(&b[..], b"\x01tick\n"),
+        other => panic!("{other:?}"),
+    }
+    drop(ws);
+    for _ in 0..200 {
+        if ATTACH_ENDED.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the backend's attach still runs after the client left");
 }
 
 #[tokio::test]

@@ -47,7 +47,7 @@ where
                 _ => {}
             }
         }
-        let _ = in_tx.send(Inbound::StdinEof);
+        let _ = in_tx.send(Inbound::Gone);
     });
     while let Some(m) = out_rx.recv().await {
         let (ch, data, last) = match m {
