@@ -25,7 +25,7 @@ pub struct SandboxFiles {
 
 /// The hosts file: localhost entries and the pod's own name.
 pub fn render_hosts(hostname: &str, ip: Option<IpAddr>) -> String {
-    let mut s = String::from("# Kubernetes-managed hosts file (rkube).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
+    let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     if let Some(ip) = ip {
         if !hostname.is_empty() {
             s.push_str(&format!("{ip}\t{hostname}\n"));
@@ -34,9 +34,10 @@ pub fn render_hosts(hostname: &str, ip: Option<IpAddr>) -> String {
     s
 }
 
-/// resolv.conf from the CRI DNS config, or the host's when it is empty.
+/// resolv.conf from the CRI DNS config, or a copy of the host's when the
+/// config has neither servers nor searches.
 pub fn render_resolv(dns: Option<&cri::DnsConfig>) -> String {
-    match dns.filter(|d| !d.servers.is_empty() || !d.searches.is_empty() || !d.options.is_empty()) {
+    match dns.filter(|d| !d.servers.is_empty() || !d.searches.is_empty()) {
         Some(d) => {
             let mut s = String::new();
             for ns in &d.servers {
@@ -179,7 +180,18 @@ mod tests {
         let h = render_hosts("web", Some("10.244.0.5".parse().unwrap()));
         assert!(h.contains("127.0.0.1\tlocalhost\n"));
         assert!(h.ends_with("10.244.0.5\tweb\n"));
+        assert_eq!(
+            h,
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.244.0.5\tweb\n"
+        );
         assert!(!render_hosts("web", None).contains("web"));
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        assert_eq!(render_resolv(None), host);
+        let only_opts = cri::DnsConfig {
+            options: vec!["ndots:2".into()],
+            ..Default::default()
+        };
+        assert_eq!(render_resolv(Some(&only_opts)), host);
         let d = cri::DnsConfig {
             servers: vec!["10.96.0.10".into()],
             searches: vec![

@@ -184,7 +184,6 @@ pub const ALL_CAPS: &[&str] = &[
 
 const MASKED: &[&str] = &[
     "/proc/acpi",
-    "/proc/asound",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -195,6 +194,7 @@ const MASKED: &[&str] = &[
     "/sys/firmware",
 ];
 const READONLY: &[&str] = &[
+    "/proc/asound",
     "/proc/bus",
     "/proc/fs",
     "/proc/irq",
@@ -233,24 +233,29 @@ pub fn capabilities(privileged: bool, caps: Option<&cri::Capability>) -> Result<
             Err(Error::Config(format!("unknown capability {n:?}")))
         }
     };
-    for d in &c.drop_capabilities {
-        if d.eq_ignore_ascii_case("ALL") {
-            set.clear();
-        } else {
-            let n = cap_name(d);
-            check(&n)?;
-            set.retain(|x| x != &n);
-        }
+    let all = |v: &[String]| v.iter().any(|x| x.trim().eq_ignore_ascii_case("ALL"));
+    // As containerd: "ALL" first (add, then drop), so that individual names
+    // still apply on top: add ALL + drop X = everything but X.
+    if all(&c.add_capabilities) {
+        set = ALL_CAPS.iter().map(|s| s.to_string()).collect();
+    }
+    if all(&c.drop_capabilities) {
+        set.clear();
     }
     for a in &c.add_capabilities {
-        if a.eq_ignore_ascii_case("ALL") {
-            set = ALL_CAPS.iter().map(|s| s.to_string()).collect();
-        } else {
+        if !a.trim().eq_ignore_ascii_case("ALL") {
             let n = cap_name(a);
             check(&n)?;
             if !set.contains(&n) {
                 set.push(n);
             }
+        }
+    }
+    for d in &c.drop_capabilities {
+        if !d.trim().eq_ignore_ascii_case("ALL") {
+            let n = cap_name(d);
+            check(&n)?;
+            set.retain(|x| x != &n);
         }
     }
     Ok(set)
@@ -313,6 +318,7 @@ fn ns_entries(ns: &[(&str, &NsMode)]) -> Vec<Value> {
         .collect()
 }
 
+/// The default mounts; `shm` is the sandbox's shm dir (None: host IPC).
 fn base_mounts(shm: Option<&Path>, sys_ro: bool) -> Vec<Value> {
     let mut m = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
@@ -324,7 +330,8 @@ fn base_mounts(shm: Option<&Path>, sys_ro: bool) -> Vec<Value> {
     ];
     match shm {
         Some(p) => m.push(json!({"destination": "/dev/shm", "type": "bind", "source": p, "options": ["rbind", "nosuid", "noexec", "nodev", "rw"]})),
-        None => m.push(json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]})),
+        // Host IPC: the host's /dev/shm, as containerd and CRI-O do.
+        None => m.push(json!({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm", "options": ["rbind", "nosuid", "noexec", "nodev", "rw"]})),
     }
     m
 }
@@ -389,17 +396,46 @@ pub fn sandbox_spec(input: &SandboxInput) -> Result<Spec> {
         NsMode::New
     };
     let caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    let mut env = input.image.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, DEFAULT_PATH.to_string());
+    }
+    let cwd = input
+        .image
+        .working_dir()
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    // The pause process runs as the sandbox security context's user, or root.
+    let uid = sc
+        .and_then(|s| s.run_as_user.as_ref())
+        .map_or(0, |u| u.value);
+    let gid = sc
+        .and_then(|s| s.run_as_group.as_ref())
+        .map_or(0, |g| g.value);
+    let mut gids = vec![gid];
+    for g in sc
+        .map(|s| s.supplemental_groups.as_slice())
+        .unwrap_or_default()
+    {
+        if !gids.contains(g) {
+            gids.push(*g);
+        }
+    }
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
-            "user": {"uid": 0, "gid": 0},
+            "user": {"uid": uid, "gid": gid, "additionalGids": gids},
             "args": args,
-            "env": [DEFAULT_PATH],
-            "cwd": "/",
+            "env": env,
+            "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "noNewPrivileges": true,
-            "oomScoreAdj": 0,
+            // containerd gives the pause container -998; this host (like
+            // many) forbids negative scores (runc: "can't get final child's
+            // PID from pipe: EOF"), so it gets the clamped value 0.
+            "oomScoreAdj": clamp_oom(-998),
         },
         "root": {"path": input.rootfs, "readonly": true},
         "mounts": base_mounts(if ipc == NsMode::Host { None } else { Some(&input.files.shm) }, true),
@@ -562,6 +598,11 @@ pub fn container_spec(input: &ContainerInput) -> Result<Spec> {
     });
     if let Some(p) = propagation {
         spec["linux"]["rootfsPropagation"] = json!(p);
+    }
+    // A container with its own UTS namespace (not joining the sandbox's)
+    // still gets the pod's hostname.
+    if input.namespaces.uts == NsMode::New && !input.sandbox.hostname.is_empty() {
+        spec["hostname"] = json!(input.sandbox.hostname);
     }
     if !privileged {
         spec["linux"]["maskedPaths"] = json!(MASKED);
