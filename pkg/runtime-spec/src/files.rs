@@ -61,12 +61,38 @@ fn write(path: &Path, data: &str) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(Error::io("write", path))
 }
 
-fn is_mounted(path: &Path) -> bool {
+/// Whether `path` is a mount point (compared canonically; mountinfo
+/// escapes space, tab, newline and backslash as octal).
+pub(crate) fn is_mounted(path: &Path) -> bool {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| Path::new(m) == path)
+        .any(|m| Path::new(&unescape_mountinfo(m)) == path)
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(c as char);
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn sys(action: &'static str, path: &Path) -> impl FnOnce(nix::Error) -> Error {
@@ -153,6 +179,15 @@ pub fn mount_rootfs(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path
         upper.display(),
         work.display()
     );
+    // The kernel takes at most one page of mount options.
+    if data.len() >= 4096 {
+        return Err(Error::Config(format!(
+            "overlay mount options for {} are {} bytes, over the kernel's 4095: \
+             the image has too many layers or the layer paths are too long",
+            target.display(),
+            data.len()
+        )));
+    }
     mount(
         Some("overlay"),
         target,
@@ -174,6 +209,12 @@ pub fn unmount(target: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\011c"), "/a b\tc");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
 
     #[test]
     fn renders_hosts_and_resolv() {

@@ -498,7 +498,15 @@ pub fn container_spec(input: &ContainerInput) -> Result<Spec> {
             ("PATH".into(), DEFAULT_PATH["PATH=".len()..].to_string()),
         );
     }
-    let hostname = input.sandbox.hostname.clone();
+    // The pod's hostname; a host-network pod has none and gets the node's.
+    let hostname = if input.sandbox.hostname.is_empty() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    } else {
+        input.sandbox.hostname.clone()
+    };
     if !env.iter().any(|e| e.0 == "HOSTNAME") && !hostname.is_empty() {
         env.push(("HOSTNAME".into(), hostname));
     }

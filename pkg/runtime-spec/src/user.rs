@@ -175,6 +175,15 @@ mod tests {
         );
         let u = resolve_user(r.path(), Some("1000:staff"), None).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 50));
+        let u = resolve_user(r.path(), Some("www:staff"), None).unwrap();
+        assert_eq!((u.uid, u.gid), (33, 50));
+        assert!(resolve_user(r.path(), Some("www:nogroup"), None)
+            .unwrap_err()
+            .to_string()
+            .contains("unable to find group nogroup"));
+        let bare = tempfile::tempdir().unwrap();
+        let u = resolve_user(bare.path(), Some("1234"), None).unwrap();
+        assert_eq!((u.uid, u.gid, u.additional_gids), (1234, 0, vec![0]));
         let u = resolve_user(r.path(), Some("4242"), None).unwrap();
         assert_eq!((u.uid, u.gid), (4242, 0));
         let err = resolve_user(r.path(), Some("nobody-here"), None)
