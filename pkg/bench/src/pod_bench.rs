@@ -1,6 +1,6 @@
 //! `rkube bench pods`: pod startup latency (create → Running seen through a
 //! watch) for single pods and a burst of 100, and the same sandbox +
-//! container start done directly over CRI against the profile's containerd,
+//! container start done directly over CRI against the profile's runtime,
 //! with the ratio. Figures, not assertions.
 
 use std::collections::HashMap;
@@ -29,6 +29,8 @@ pub struct PodBenchOptions {
     pub burst: usize,
     /// Sequential single-pod runs.
     pub singles: usize,
+    /// `--container-runtime` of the profile: containerd or cri-o.
+    pub runtime: String,
 }
 
 fn pod(name: &str) -> Pod {
@@ -240,11 +242,12 @@ pub async fn run_pods(opts: PodBenchOptions) -> Result<Vec<String>> {
         kubeconfig,
         home,
         port: opts.port,
-        start_args: vec!["--container-runtime=containerd".into()],
+        start_args: vec![format!("--container-runtime={}", opts.runtime)],
     };
     let t = profile.start()?;
     out(format!(
-        "start to node Ready (cold, containerd): {:.0} ms",
+        "start to node Ready (cold, {}): {:.0} ms",
+        opts.runtime,
         t.as_secs_f64() * 1e3
     ));
     let archive = profile.home.path().join("busybox.tar");
@@ -285,11 +288,11 @@ pub async fn run_pods(opts: PodBenchOptions) -> Result<Vec<String>> {
     ));
     delete_all(&client).await?;
 
-    // Directly over CRI, same containerd.
-    let sock = profile
-        .home
-        .path()
-        .join("profiles/bench/containerd/containerd.sock");
+    // Directly over CRI, same runtime.
+    let sock = profile.home.path().join(match opts.runtime.as_str() {
+        "cri-o" => "profiles/bench/crio.sock",
+        _ => "profiles/bench/containerd/containerd.sock",
+    });
     let c = rkube_cri::connect(&sock).map_err(|e| Error::Config(e.to_string()))?;
     let logs = profile.home.path().join("bench-logs");
     std::fs::create_dir_all(&logs)?;

@@ -1,1 +1,104 @@
-//! rkube's bundled CRI runtime: a CRI-O-style CRI v1 server on conmon + runc/crun.
+//! rkube's bundled CRI runtime (`rkube start --container-runtime=cri-o`):
+//! a CRI v1 server built the way CRI-O is, from real parts. Every
+//! container runs under conmon (exit code, CRI log file, attach socket;
+//! it outlives rkube) with runc or crun, pods get their network from the
+//! CNI plugins of the profile's conflist, images live in an on-disk store
+//! and are pulled with the OCI distribution API. State is kept on disk
+//! under the runtime's root, so a restarted rkube rebuilds its view
+//! ([`recover`]) and running containers keep their IDs.
+//!
+//! [`serve`] runs the RuntimeService and ImageService on a unix socket
+//! plus the streaming server for exec/attach/port-forward.
+
+use std::path::{Path, PathBuf};
+
+pub mod config;
+mod container;
+mod images;
+pub mod recover;
+mod sandbox;
+mod server;
+mod service;
+mod state;
+mod stats;
+mod stream;
+
+pub use config::{CrioConfig, Handler};
+pub use server::{serve, Running};
+
+/// The runtime name reported by Version (and so in the node's
+/// `containerRuntimeVersion` as `rkube-cri-o://<version>`).
+pub const RUNTIME_NAME: &str = "rkube-cri-o";
+
+/// Errors of the bundled runtime. Messages say what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file system operation failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was attempted.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Required host programs are missing.
+    #[error("{0} not found; install it with `apt-get install {1}`")]
+    Missing(String, &'static str),
+    /// The CRI socket could not be served.
+    #[error("cannot serve CRI on {path}: {message}")]
+    Serve {
+        /// Socket path.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Stored state could not be read.
+    #[error("corrupt state in {path}: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The image store failed.
+    #[error(transparent)]
+    Images(#[from] rkube_imagestore::Error),
+    /// The streaming server failed.
+    #[error("streaming server: {0}")]
+    Streaming(String),
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with what was attempted and on which path.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl AsRef<Path>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.as_ref().to_path_buf();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// A new random 64-hex-digit ID, as CRI-O and containerd use.
+pub(crate) fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Nanoseconds since the Unix epoch.
+pub(crate) fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}

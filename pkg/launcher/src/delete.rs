@@ -53,34 +53,37 @@ pub fn run(profile_name: &str, all: bool) -> Result<()> {
 /// Stops the profile's containers and unmounts the runtime's state (shims,
 /// sandboxes and mounts survive `stop` on purpose so pods outlive restarts).
 fn remove_runtime_state(profile: &Profile) {
-    let dir = crate::node::containerd_dir(profile);
-    if !dir.exists() {
-        return;
-    }
-    let c = crate::node::containerd(profile);
-    // Sandboxes are torn down through CRI (CNI DEL releases IPs and network
-    // namespaces), which needs containerd: start it again if `stop` ended it.
+    let containerd_dir = crate::node::containerd_dir(profile);
+    let crio_dir = crate::node::crio_dir(profile);
+    let profile = profile.clone();
     let run = async move {
-        if let Err(e) = c.start().await {
-            tracing::warn!("cannot start containerd to remove pods: {e}");
+        if containerd_dir.exists() {
+            let c = crate::node::containerd(&profile);
+            // Sandboxes are torn down through CRI (CNI DEL releases IPs and
+            // network namespaces), which needs containerd: start it again if
+            // `stop` ended it.
+            if let Err(e) = c.start().await {
+                tracing::warn!("cannot start containerd to remove pods: {e}");
+            }
+            if let Err(e) = c.delete().await {
+                tracing::warn!("cleaning up containerd: {e}");
+            }
         }
-        c.delete().await
+        if crio_dir.exists() {
+            if let Err(e) = crate::node::delete_crio(&profile).await {
+                tracing::warn!("cleaning up the bundled runtime: {e}");
+            }
+        }
     };
-    let result = match tokio::runtime::Handle::try_current() {
+    match tokio::runtime::Handle::try_current() {
         Ok(h) => tokio::task::block_in_place(|| h.block_on(run)),
         Err(_) => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
         {
             Ok(rt) => rt.block_on(run),
-            Err(e) => {
-                tracing::warn!("cannot clean up the container runtime: {e}");
-                return;
-            }
+            Err(e) => tracing::warn!("cannot clean up the container runtime: {e}"),
         },
-    };
-    if let Err(e) = result {
-        tracing::warn!("cleaning up the container runtime: {e}");
     }
 }
 

@@ -1,8 +1,9 @@
 //! `rkube image load|ls|rm`: local images in a running profile's container
 //! runtime, for clusters with no registry to pull from. With containerd the
 //! archives are imported through `ctr` and listed and removed over CRI on
-//! the profile's socket (`profiles/<p>/containerd/containerd.sock`); the
-//! other runtimes follow in a later issue. The verbs are written against a
+//! the profile's socket (`profiles/<p>/containerd/containerd.sock`); with
+//! the bundled cri-o runtime they go straight to its on-disk image store,
+//! which the running daemon reads. The verbs are written against a
 //! small [`ImageStore`] trait so their output is tested with a fake.
 
 use std::io::Write;
@@ -64,13 +65,101 @@ impl ImageStore for Containerd {
     }
 }
 
-/// The running profile's containerd, or an error saying what to do.
-pub fn store(profile_name: &str) -> Result<Containerd> {
+/// The bundled runtime's on-disk image store.
+pub struct CrioImages(pub rkube_imagestore::ImageStore);
+
+fn store_error(
+    action: &'static str,
+    path: &Path,
+    e: rkube_imagestore::Error,
+) -> rkube_runtime::Error {
+    rkube_runtime::Error::Io {
+        action,
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+impl ImageStore for CrioImages {
+    async fn import(&self, path: &Path) -> rkube_runtime::Result<Vec<String>> {
+        let images = self
+            .0
+            .import_archive(path)
+            .map_err(|e| store_error("import", path, e))?;
+        if images.is_empty() {
+            return Err(rkube_runtime::Error::NoImages(path.into()));
+        }
+        Ok(images
+            .into_iter()
+            .flat_map(|i| {
+                if i.repo_tags.is_empty() {
+                    vec![i.id]
+                } else {
+                    i.repo_tags
+                }
+            })
+            .collect())
+    }
+    async fn list(&self) -> rkube_runtime::Result<Vec<ImageSummary>> {
+        let images = self
+            .0
+            .list()
+            .map_err(|e| store_error("list images in", self.0.root(), e))?;
+        Ok(images
+            .into_iter()
+            .map(|i| ImageSummary {
+                id: i.id,
+                repo_tags: i.repo_tags,
+                repo_digests: i.repo_digests,
+                size: i.size,
+            })
+            .collect())
+    }
+    async fn remove(&self, reference: &str) -> rkube_runtime::Result<()> {
+        match self.0.remove(reference) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(rkube_runtime::Error::ImageNotFound(reference.into())),
+            Err(e) => Err(store_error("remove an image from", self.0.root(), e)),
+        }
+    }
+}
+
+/// The image store of a running profile's runtime.
+pub enum Backend {
+    /// containerd, over `ctr` and CRI.
+    Containerd(Containerd),
+    /// The bundled runtime's store, on disk.
+    Crio(CrioImages),
+}
+
+impl ImageStore for Backend {
+    async fn import(&self, path: &Path) -> rkube_runtime::Result<Vec<String>> {
+        match self {
+            Backend::Containerd(c) => c.import(path).await,
+            Backend::Crio(c) => c.import(path).await,
+        }
+    }
+    async fn list(&self) -> rkube_runtime::Result<Vec<ImageSummary>> {
+        match self {
+            Backend::Containerd(c) => ImageStore::list(c).await,
+            Backend::Crio(c) => ImageStore::list(c).await,
+        }
+    }
+    async fn remove(&self, reference: &str) -> rkube_runtime::Result<()> {
+        match self {
+            Backend::Containerd(c) => ImageStore::remove(c, reference).await,
+            Backend::Crio(c) => ImageStore::remove(c, reference).await,
+        }
+    }
+}
+
+/// The running profile's runtime, or an error saying what to do.
+pub fn store(profile_name: &str) -> Result<Backend> {
     store_in(&Profile::new(profile_name)?, &Procfs::default())
 }
 
 /// [`store`] for a given profile and `/proc`.
-pub fn store_in(profile: &Profile, procfs: &Procfs) -> Result<Containerd> {
+pub fn store_in(profile: &Profile, procfs: &Procfs) -> Result<Backend> {
     let config = profile.require_config()?;
     if procfs
         .running(&profile.pid_file(), profile.dir())?
@@ -79,7 +168,10 @@ pub fn store_in(profile: &Profile, procfs: &Procfs) -> Result<Containerd> {
         return Err(Error::NotRunning(profile.name().to_string()));
     }
     match config.container_runtime {
-        ContainerRuntime::Containerd => Ok(crate::node::containerd(profile)),
+        ContainerRuntime::Containerd => Ok(Backend::Containerd(crate::node::containerd(profile))),
+        ContainerRuntime::CriO => Ok(Backend::Crio(CrioImages(crate::node::crio_images(
+            profile,
+        )?))),
         other => Err(Error::Unsupported(other)),
     }
 }
@@ -345,12 +437,12 @@ mod tests {
         let proc_root = home.path().join("proc");
         let procfs = Procfs::new(&proc_root);
         let p = Profile::in_home(home.path(), "dev").unwrap();
-        let err = store_in(&p, &procfs).unwrap_err().to_string();
+        let err = store_in(&p, &procfs).err().expect("an error").to_string();
         assert!(err.contains("does not exist"), "{err}");
         let mut cfg = ProfileConfig::new_default();
         cfg.container_runtime = ContainerRuntime::CriO;
         p.save_config(&cfg).unwrap();
-        let err = store_in(&p, &procfs).unwrap_err().to_string();
+        let err = store_in(&p, &procfs).err().expect("an error").to_string();
         assert_eq!(
             err,
             "profile dev is not running; start it with `rkube start --profile dev`"
@@ -360,14 +452,19 @@ mod tests {
         std::fs::write(proc_root.join("77/stat"), "77 (rkube) S 1").unwrap();
         std::fs::write(proc_root.join("77/cmdline"), "/usr/bin/rkube\0daemon\0").unwrap();
         PidFile { pid: 77, exe: None }.write(&p.pid_file()).unwrap();
-        let err = store_in(&p, &procfs).unwrap_err().to_string();
+        assert!(matches!(store_in(&p, &procfs).unwrap(), Backend::Crio(_)));
+        cfg.container_runtime = ContainerRuntime::Docker;
+        p.save_config(&cfg).unwrap();
+        let err = store_in(&p, &procfs).err().expect("an error").to_string();
         assert!(
-            err.contains("not available yet for the cri-o runtime"),
+            err.contains("not available yet for the docker runtime"),
             "{err}"
         );
         cfg.container_runtime = ContainerRuntime::Containerd;
         p.save_config(&cfg).unwrap();
-        let c = store_in(&p, &procfs).unwrap();
+        let Backend::Containerd(c) = store_in(&p, &procfs).unwrap() else {
+            panic!("containerd profile gives the containerd store");
+        };
         assert_eq!(
             c.socket(),
             home.path().join("profiles/dev/containerd/containerd.sock")

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rkube_runtime::{Containerd, ContainerdOptions, Mirror};
 
 use crate::pipeline::Context;
-use crate::profile::{ContainerRuntime, Profile};
+use crate::profile::{ContainerRuntime, Profile, ProfileConfig};
 use crate::{Error, Result};
 
 /// Directory of the profile's containerd.
@@ -42,6 +42,70 @@ fn containerd_with(profile: &Profile, mirrors: &[Mirror], insecure: &[String]) -
     Containerd::new(opts)
 }
 
+/// Settings of the profile's bundled runtime (`--container-runtime=cri-o`).
+pub fn crio_config(profile: &Profile, config: &ProfileConfig) -> Result<rkube_crio::CrioConfig> {
+    let mut c = rkube_crio::CrioConfig::for_profile(profile.dir(), &config.oci_runtime)
+        .map_err(|e| Error::Node(e.to_string()))?;
+    c.cni_conf_dir = cni_conf_dir(profile);
+    c.pause_image = rkube_image::PAUSE_IMAGE.to_string();
+    c.registries = rkube_imagestore::Registries {
+        mirrors: config.mirrors().map_err(Error::Node)?,
+        insecure: config.insecure_registries.clone(),
+    };
+    Ok(c)
+}
+
+/// Directory of the profile's bundled runtime.
+pub fn crio_dir(profile: &Profile) -> PathBuf {
+    profile.dir().join("crio")
+}
+
+/// Removes every pod of the bundled runtime through CRI (containers are
+/// killed, CNI releases the addresses), then its mounts and directory. The
+/// runtime is served on a side socket for that, as the daemon is stopped.
+pub async fn delete_crio(profile: &Profile) -> Result<()> {
+    let config = profile
+        .load_config()?
+        .unwrap_or_else(ProfileConfig::new_default);
+    let dir = crio_dir(profile);
+    match crio_config(profile, &config) {
+        Ok(mut cfg) => {
+            cfg.socket = profile.dir().join("crio-delete.sock");
+            match rkube_crio::serve(cfg).await {
+                Ok(running) => {
+                    let socket = running.socket().to_path_buf();
+                    match tokio::time::timeout(
+                        Duration::from_secs(60),
+                        rkube_runtime::cri::remove_all_sandboxes(&socket),
+                    )
+                    .await
+                    {
+                        Ok(Ok(n)) => tracing::info!(pods = n, "removed pod sandboxes"),
+                        Ok(Err(e)) => tracing::warn!("removing pod sandboxes: {e}"),
+                        Err(_) => tracing::warn!("removing pod sandboxes timed out"),
+                    }
+                    running.shutdown().await;
+                    let _ = std::fs::remove_file(&socket);
+                }
+                Err(e) => tracing::warn!("cannot serve the bundled runtime to remove pods: {e}"),
+            }
+        }
+        Err(e) => tracing::warn!("{e}"),
+    }
+    rkube_runtime::unmount_under(&dir).map_err(|e| Error::Node(e.to_string()))?;
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", &dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The image store of the profile's bundled runtime (shared on disk with
+/// the running daemon; `rkube image load` writes into it directly).
+pub fn crio_images(profile: &Profile) -> Result<rkube_imagestore::ImageStore> {
+    rkube_imagestore::ImageStore::open(&crio_dir(profile).join("images"))
+        .map_err(|e| Error::Node(e.to_string()))
+}
+
 /// Writes the CNI network configuration (bridge + host-local + portmap).
 pub fn network(ctx: &mut Context) -> Result<()> {
     if ctx.config.disable_agent || ctx.config.cri_socket.is_some() {
@@ -71,6 +135,15 @@ pub async fn runtime(ctx: &mut Context) -> Result<()> {
             let c = containerd_with(&ctx.profile, &mirrors, &ctx.config.insecure_registries);
             c.start().await.map_err(|e| Error::Node(e.to_string()))?;
             ctx.cri_socket = Some(c.socket());
+            Ok(())
+        }
+        ContainerRuntime::CriO => {
+            let cfg = crio_config(&ctx.profile, &ctx.config)?;
+            let running = rkube_crio::serve(cfg)
+                .await
+                .map_err(|e| Error::Node(e.to_string()))?;
+            ctx.cri_socket = Some(running.socket().to_path_buf());
+            ctx.crio = Some(running);
             Ok(())
         }
         other => Err(Error::Node(format!(
@@ -106,11 +179,19 @@ pub async fn pause_image(ctx: &mut Context) -> Result<()> {
     }
     let archive = ctx.profile.dir().join("pause.tar");
     rkube_image::write_pause_archive(&archive).map_err(|e| Error::Node(e.to_string()))?;
-    if ctx.config.container_runtime == ContainerRuntime::Containerd {
-        containerd(&ctx.profile)
-            .import_image(&archive)
-            .await
-            .map_err(|e| Error::Node(e.to_string()))?;
+    match ctx.config.container_runtime {
+        ContainerRuntime::Containerd => {
+            containerd(&ctx.profile)
+                .import_image(&archive)
+                .await
+                .map_err(|e| Error::Node(e.to_string()))?;
+        }
+        ContainerRuntime::CriO => {
+            crio_images(&ctx.profile)?
+                .import_archive(&archive)
+                .map_err(|e| Error::Node(e.to_string()))?;
+        }
+        ContainerRuntime::Docker => {}
     }
     let _ = std::fs::remove_file(&archive);
     Ok(())

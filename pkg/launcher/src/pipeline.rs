@@ -131,6 +131,8 @@ pub struct Context {
     pub apiserver: Option<Running>,
     /// CRI socket of the runtime, after [`Step::Runtime`].
     pub cri_socket: Option<std::path::PathBuf>,
+    /// The bundled runtime, when this profile uses it.
+    pub crio: Option<rkube_crio::Running>,
     /// Tells the scheduler and node agent to stop.
     pub agents_shutdown: tokio::sync::watch::Sender<bool>,
     /// The scheduler and node agent tasks.
@@ -147,6 +149,7 @@ impl Context {
             store: None,
             apiserver: None,
             cri_socket: None,
+            crio: None,
             agents_shutdown: tokio::sync::watch::channel(false).0,
             agents: Vec::new(),
         }

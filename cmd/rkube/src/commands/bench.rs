@@ -7,7 +7,7 @@ use std::process::ExitCode;
 pub enum Command {
     /// Start time, idle memory, request latency/throughput and watch fan-out
     Api(ApiArgs),
-    /// Pod startup latency through rkube and directly over CRI (containerd)
+    /// Pod startup latency through rkube and directly over CRI (same runtime)
     Pods(PodsArgs),
 }
 
@@ -23,6 +23,9 @@ pub struct PodsArgs {
     /// Sequential single-pod runs
     #[arg(long, default_value_t = 10)]
     pub singles: usize,
+    /// Runtime to measure: containerd or cri-o
+    #[arg(long, default_value = "containerd", value_parser = ["containerd", "cri-o"])]
+    pub container_runtime: String,
 }
 
 /// Flags of `rkube bench api`.
@@ -52,6 +55,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 port: a.port,
                 burst: a.burst,
                 singles: a.singles,
+                runtime: a.container_runtime,
             };
             rkube_bench::pod_bench::run_pods(opts).await?;
         }

@@ -1,4 +1,5 @@
-//! Pods running for real on containerd (the acceptance of issue 3): logs,
+//! Pods running for real on every runtime (containerd, the bundled cri-o
+//! on runc and on crun; the acceptance of issues 3 and 4): logs,
 //! exit codes, CrashLoopBackOff, exec, env and volumes from ConfigMaps and
 //! Secrets, probes, init containers, port-forward, cp, pod networking,
 //! graceful deletion, a burst of 20 pods and adoption after `kill -9`.
@@ -41,7 +42,32 @@ struct Ctx {
     created: Option<Instant>,
     /// Named network namespaces that existed before the cluster started.
     netns_before: Vec<String>,
+    /// The runtime under test.
+    rt: &'static Runtime,
 }
+
+/// One runtime the scenarios run on.
+struct Runtime {
+    /// Label in the output.
+    label: &'static str,
+    /// `rkube start` flags.
+    args: &'static [&'static str],
+    /// Prefix of the node's containerRuntimeVersion and of containerIDs.
+    scheme: &'static str,
+}
+
+const RUNTIMES: &[Runtime] = &[
+    Runtime {
+        label: "containerd",
+        args: &["--container-runtime=containerd"],
+        scheme: "containerd://",
+    },
+    Runtime {
+        label: "cri-o/runc",
+        args: &["--container-runtime=cri-o", "--oci-runtime=runc"],
+        scheme: "rkube-cri-o://",
+    },
+];
 
 /// A busybox container named `name` running `script` with `sh -c`.
 fn container(name: &str, script: &str) -> Value {
@@ -240,14 +266,15 @@ fn scenario_pods() -> Vec<Value> {
 
 // ---- scenarios ------------------------------------------------------------
 
-fn node_ready_with_containerd(x: &mut Ctx) -> Result<()> {
+fn node_ready_with_runtime(x: &mut Ctx) -> Result<()> {
     let node = x.c.wait_node_ready(Duration::from_secs(60))?;
     let runtime = node["status"]["nodeInfo"]["containerRuntimeVersion"]
         .as_str()
         .unwrap_or("");
     ensure!(
-        runtime.starts_with("containerd://"),
-        "containerRuntimeVersion {runtime:?} does not start with containerd://"
+        runtime.starts_with(x.rt.scheme),
+        "containerRuntimeVersion {runtime:?} does not start with {}",
+        x.rt.scheme
     );
     let wide = kubectl(&x.c, &["get", "nodes", "-o", "wide"])?;
     ensure!(wide.contains(" Ready"), "kubectl get nodes:\n{wide}");
@@ -860,8 +887,9 @@ fn kill9_keeps_running_containers(x: &mut Ctx) -> Result<()> {
     ];
     for (pod, _, id, _) in &before {
         ensure!(
-            id.starts_with("containerd://"),
-            "pod {pod}: containerID {id:?} should be containerd://<id>"
+            id.starts_with(x.rt.scheme),
+            "pod {pod}: containerID {id:?} should be {}<id>",
+            x.rt.scheme
         );
     }
     // A file in the container's writable layer survives only if the
@@ -974,17 +1002,43 @@ fn is_root() -> bool {
 }
 
 #[test]
-fn pods_on_containerd() {
+fn pods_on_every_runtime() {
     // A node runs containers, mounts and network namespaces: it needs root.
     // Not a skip: without root this test fails and says so.
     assert!(
         is_root(),
-        "pods_on_containerd needs root (containerd, mounts, network namespaces); run the suite as root"
+        "pods_on_every_runtime needs root (containers, mounts, network namespaces); run the suite as root"
     );
+    // One cluster with a node at a time: the runtimes run one after another.
+    // RKUBE_E2E_RUNTIMES=cri-o/runc,... narrows a developer's run; CI runs all.
+    let only = std::env::var("RKUBE_E2E_RUNTIMES").unwrap_or_default();
+    let mut failed = Vec::new();
+    for rt in RUNTIMES
+        .iter()
+        .filter(|rt| only.is_empty() || only.split(',').any(|o| o == rt.label))
+    {
+        failed.extend(
+            run_scenarios(rt)
+                .into_iter()
+                .map(|f| format!("[{}] {f}", rt.label)),
+        );
+    }
+    assert!(
+        failed.is_empty(),
+        "failed scenarios (details above):\n- {}",
+        failed.join("\n- ")
+    );
+}
+
+/// Starts a cluster on `rt`, runs every scenario, and returns the names of
+/// those that failed (a failed setup step counts as one failure).
+fn run_scenarios(rt: &'static Runtime) -> Vec<String> {
     let begin = Instant::now();
     let netns_before = netns_names();
-    let c = Cluster::start_with("pods", &["--container-runtime=containerd"])
-        .unwrap_or_else(|e| panic!("rkube start --container-runtime=containerd: {e:#}"));
+    let c = match Cluster::start_with("pods", rt.args) {
+        Ok(c) => c,
+        Err(e) => return vec![format!("rkube start {}: {e:#}", rt.args.join(" "))],
+    };
     let mut x = Ctx {
         c,
         hostdir: tempfile::Builder::new()
@@ -994,24 +1048,24 @@ fn pods_on_containerd() {
         cm_updated: None,
         created: None,
         netns_before,
+        rt,
     };
     eprintln!("[pods] cluster started in {:?}", begin.elapsed());
 
     // Without these nothing else can work: stop at the first failure.
     let setup: &[(&str, Step)] = &[
-        (
-            "node Ready with containerd runtime",
-            node_ready_with_containerd,
-        ),
+        ("node Ready with the runtime", node_ready_with_runtime),
         ("rkube image load busybox", load_busybox_image),
         ("create the scenario pods", create_scenario_pods),
     ];
     for (name, step) in setup {
         let t = Instant::now();
         if let Err(e) = run_step(&mut x, *step) {
-            panic!("setup step {name:?} failed: {e}");
+            eprintln!("[pods {}] FAIL setup {name}:\n{e}\n", rt.label);
+            let _ = x.c.rkube(&["delete", "--profile", x.c.name()]);
+            return vec![format!("setup step {name:?}")];
         }
-        eprintln!("[pods] ok   {name} ({:?})", t.elapsed());
+        eprintln!("[pods {}] ok   {name} ({:?})", rt.label, t.elapsed());
     }
 
     let steps: &[(&str, Step)] = &[
@@ -1080,22 +1134,23 @@ fn pods_on_containerd() {
     for (name, step) in steps {
         let t = Instant::now();
         match run_step(&mut x, *step) {
-            Ok(()) => eprintln!("[pods] ok   {name} ({:?})", t.elapsed()),
+            Ok(()) => eprintln!("[pods {}] ok   {name} ({:?})", rt.label, t.elapsed()),
             Err(e) => {
-                eprintln!("[pods] FAIL {name} ({:?}):\n{e}\n", t.elapsed());
-                failed.push(*name);
+                eprintln!(
+                    "[pods {}] FAIL {name} ({:?}):\n{e}\n",
+                    rt.label,
+                    t.elapsed()
+                );
+                failed.push(name.to_string());
             }
         }
     }
     eprintln!(
-        "[pods] {} of {} scenarios passed in {:?}",
+        "[pods {}] {} of {} scenarios passed in {:?}",
+        rt.label,
         steps.len() - failed.len(),
         steps.len(),
         begin.elapsed()
     );
-    assert!(
-        failed.is_empty(),
-        "failed scenarios (details above):\n- {}",
-        failed.join("\n- ")
-    );
+    failed
 }
