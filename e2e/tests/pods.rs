@@ -67,6 +67,11 @@ const RUNTIMES: &[Runtime] = &[
         args: &["--container-runtime=cri-o", "--oci-runtime=runc"],
         scheme: "rkube-cri-o://",
     },
+    Runtime {
+        label: "cri-o/crun",
+        args: &["--container-runtime=cri-o", "--oci-runtime=crun"],
+        scheme: "rkube-cri-o://",
+    },
 ];
 
 /// A busybox container named `name` running `script` with `sh -c`.
@@ -950,6 +955,48 @@ fn kill9_keeps_running_containers(x: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// A RuntimeClass `crun` (handler crun) runs its pod on crun while pods
+/// without one run on the default runc: each OCI runtime keeps the state
+/// of its containers under `<profile>/crio/oci/<handler>/<container id>`.
+fn runtime_class_picks_crun(x: &mut Ctx) -> Result<()> {
+    let mut p = pod(
+        "on-crun",
+        json!({"containers": [container("main", "exec sleep 3600")]}),
+    );
+    p["spec"]["runtimeClassName"] = json!("crun");
+    apply(
+        &x.c,
+        &[
+            json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                   "metadata": {"name": "crun"}, "handler": "crun"}),
+            p,
+        ],
+    )?;
+    let on_crun = x.c.wait_pod_ready("on-crun", START)?;
+    let shell = x.c.wait_pod_ready("shell", START)?;
+    let oci = x.c.profile_dir().join("crio/oci");
+    for (pod, p, handler, other) in [
+        ("on-crun", &on_crun, "crun", "runc"),
+        ("shell", &shell, "runc", "crun"),
+    ] {
+        let id = container_id(p, "main");
+        let id = id.trim_start_matches(x.rt.scheme);
+        check_pod(&x.c, pod, oci.join(handler).join(id).exists(), || {
+            format!(
+                "container {id} has no state under {}",
+                oci.join(handler).display()
+            )
+        })?;
+        check_pod(&x.c, pod, !oci.join(other).join(id).exists(), || {
+            format!("container {id} also runs under {other}")
+        })?;
+    }
+    let out = exec(&x.c, "on-crun", &["echo", "hi from crun"])?;
+    ensure!(out == "hi from crun\n", "exec on crun: {out:?}");
+    kubectl(&x.c, &["delete", "pod", "on-crun", "--grace-period=1"])?;
+    Ok(())
+}
+
 fn delete_tears_pods_down(x: &mut Ctx) -> Result<()> {
     let out = x.c.rkube(&["delete", "--profile", x.c.name()]);
     ensure!(out.status.success(), "rkube delete: {}", describe(&out));
@@ -1068,7 +1115,7 @@ fn run_scenarios(rt: &'static Runtime) -> Vec<String> {
         eprintln!("[pods {}] ok   {name} ({:?})", rt.label, t.elapsed());
     }
 
-    let steps: &[(&str, Step)] = &[
+    let mut steps: Vec<(&str, Step)> = vec![
         (
             "kubectl logs shows command output",
             logs_show_command_output,
@@ -1130,8 +1177,18 @@ fn run_scenarios(rt: &'static Runtime) -> Vec<String> {
         ),
         ("rkube delete tears the pods down", delete_tears_pods_down),
     ];
+    if rt.label == "cri-o/runc" {
+        let at = steps.len() - 2; // before kill -9 and delete
+        steps.insert(
+            at,
+            (
+                "RuntimeClass crun runs a pod on crun",
+                runtime_class_picks_crun,
+            ),
+        );
+    }
     let mut failed = Vec::new();
-    for (name, step) in steps {
+    for (name, step) in &steps {
         let t = Instant::now();
         match run_step(&mut x, *step) {
             Ok(()) => eprintln!("[pods {}] ok   {name} ({:?})", rt.label, t.elapsed()),
