@@ -37,24 +37,8 @@ pub struct CrioConfig {
     pub registries: Registries,
 }
 
-/// Finds `name` in the usual binary directories.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(
-            [
-                "/usr/local/sbin",
-                "/usr/local/bin",
-                "/usr/sbin",
-                "/usr/bin",
-                "/sbin",
-                "/bin",
-            ]
-            .map(PathBuf::from),
-        )
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
+/// Finds `name` on PATH and in the system binary directories.
+pub use rkube_runtime::host::which;
 
 impl CrioConfig {
     /// Defaults for a profile directory: state under `<profile>/crio`, the
