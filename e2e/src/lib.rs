@@ -8,6 +8,8 @@
 //! whatever is left. The harness builds nothing: it uses `$RKUBE_BIN`, else
 //! `<target>/debug/rkube` (run `cargo build -p rkube` first).
 
+pub mod registry;
+
 use std::fs::File;
 use std::io::Write as _;
 use std::net::TcpListener;

@@ -15,9 +15,11 @@ use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
+use rkube_e2e::registry::Registry;
 use rkube_e2e::{
     container_status, describe, eventually, free_port, object_condition, pod_condition, pod_phase,
     wait_port_free, Cluster,
@@ -44,6 +46,8 @@ struct Ctx {
     netns_before: Vec<String>,
     /// The runtime under test.
     rt: &'static Runtime,
+    /// The loopback registries (or why they could not start).
+    reg: Result<Rc<Registries>, String>,
 }
 
 /// One runtime the scenarios run on.
@@ -640,7 +644,7 @@ fn port_forward_to_httpd(x: &mut Ctx) -> Result<()> {
 
 fn curl(url: &str) -> Result<String> {
     let out = Command::new("curl")
-        .args(["-sS", "--max-time", "5", url])
+        .args(["-sS", "--noproxy", "*", "--max-time", "5", url])
         .output()?;
     ensure!(out.status.success(), "curl {url}: {}", describe(&out));
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -673,24 +677,35 @@ fn pod_to_pod_http(x: &mut Ctx) -> Result<()> {
 
 fn host_to_pod_http(x: &mut Ctx) -> Result<()> {
     let web = pod_ip(&x.c, "web")?;
-    let body = curl_pod(&web)?;
+    let body = curl_pod(x, &web)?;
     ensure!(body == "hello-web\n", "curl from the host: {body:?}");
     Ok(())
 }
 
-/// `curl http://<ip>:8080/` from the host; a failure names the network
-/// namespaces that hold the same address (leftovers of earlier clusters
-/// make the host talk to the wrong one).
-fn curl_pod(ip: &str) -> Result<String> {
+/// `curl http://<ip>:8080/` from the host. A failure says what the host
+/// knows of the address: its neighbor entry and route, and the network
+/// namespaces (named ones and the bundled runtime's) that hold it, since
+/// leftovers of earlier clusters make the host talk to the wrong one.
+fn curl_pod(x: &Ctx, ip: &str) -> Result<String> {
     curl(&format!("http://{ip}:8080/")).map_err(|e| {
-        let holders = netns_with_ip(ip);
+        let holders = netns_with_ip(x, ip);
+        let ip_cmd = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
         anyhow::anyhow!(
-            "{e:#}\nnetwork namespaces holding {ip}: {holders:?}{}",
+            "{e:#}\nnetwork namespaces holding {ip}: {holders:?}{}\nip neigh: {:?}\nip route get: {:?}\nrkube0 ports: {:?}",
             if holders.len() > 1 {
                 " (duplicate pod IPs: sandboxes of an earlier cluster were never torn down)"
             } else {
                 ""
-            }
+            },
+            ip_cmd(&["neigh", "show", ip]),
+            ip_cmd(&["route", "get", ip]),
+            ip_cmd(&["-br", "link", "show", "master", "rkube0"]),
         )
     })
 }
@@ -705,13 +720,24 @@ fn netns_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Named network namespaces whose eth0 has address `ip`.
-fn netns_with_ip(ip: &str) -> Vec<String> {
+/// Network namespaces whose eth0 has address `ip`: the named ones and
+/// those the bundled runtime pins under its state directory.
+fn netns_with_ip(x: &Ctx, ip: &str) -> Vec<String> {
+    let crio = x.c.profile_dir().join("crio").join("netns");
+    let pinned = std::fs::read_dir(&crio)
+        .map(|d| {
+            d.filter_map(|e| Some(e.ok()?.path().to_string_lossy().into_owned()))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
     netns_names()
         .into_iter()
+        .map(|n| format!("/var/run/netns/{n}"))
+        .chain(pinned)
         .filter(|ns| {
-            Command::new("ip")
-                .args(["-n", ns, "-4", "-o", "addr", "show", "dev", "eth0"])
+            Command::new("nsenter")
+                .arg(format!("--net={ns}"))
+                .args(["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
                 .output()
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {ip}/")))
         })
@@ -950,7 +976,7 @@ fn kill9_keeps_running_containers(x: &mut Ctx) -> Result<()> {
     let out = exec(&x.c, "shell", &["echo", "still here"])?;
     ensure!(out == "still here\n", "exec after restart: {out:?}");
     let ip = pod_ip(&x.c, "web")?;
-    let body = curl_pod(&ip)?;
+    let body = curl_pod(x, &ip)?;
     ensure!(body == "hello-web\n", "web after restart: {body:?}");
     Ok(())
 }
@@ -1027,6 +1053,165 @@ fn delete_tears_pods_down(x: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+// ---- registry pulls -------------------------------------------------------
+
+/// The loopback registries of the run and what was pushed to them.
+struct Registries {
+    /// Anonymous registry: `e2e/busybox:1` and `library/busybox:latest`
+    /// (the docker.io mirror).
+    open: Registry,
+    /// Registry behind basic auth: `private/busybox:1`.
+    auth: Registry,
+    /// Manifest digest of `e2e/busybox:1`.
+    digest: String,
+}
+
+const REG_USER: &str = "e2e";
+const REG_PASSWORD: &str = "s3cret-pull";
+
+/// Starts both registries and pushes the busybox test image with skopeo.
+fn start_registries() -> Result<Registries> {
+    let dir = TempDir::new()?;
+    let archive = dir.path().join("busybox.tar");
+    rkube_image::write_busybox_archive(&archive, IMAGE, Path::new("/usr/bin/busybox"))
+        .context("write busybox archive (is busybox-static installed?)")?;
+    let open = Registry::start(None).context("start the anonymous registry")?;
+    let digest = open.push(&archive, "e2e/busybox:1")?;
+    open.push(&archive, "library/busybox:latest")?;
+    let auth =
+        Registry::start(Some((REG_USER, REG_PASSWORD))).context("start the basic-auth registry")?;
+    auth.push(&archive, "private/busybox:1")?;
+    Ok(Registries { open, auth, digest })
+}
+
+fn registries(x: &Ctx) -> Result<&Registries> {
+    x.reg
+        .as_ref()
+        .map(|r| &**r)
+        .map_err(|e| anyhow::anyhow!("no loopback registry: {e}"))
+}
+
+/// A pod running `image` that prints a line and sleeps.
+fn pulling_pod(name: &str, image: &str, policy: &str) -> Value {
+    let mut c = container("main", "echo pulled; exec sleep 3600");
+    c["image"] = json!(image);
+    c["imagePullPolicy"] = json!(policy);
+    pod(name, json!({"containers": [c]}))
+}
+
+/// Waits until the pod runs and `kubectl logs` shows its line.
+fn wait_pulled(c: &Cluster, name: &str) -> Result<Value> {
+    let p = c.wait_pod_ready(name, START)?;
+    let logs = kubectl(c, &["logs", name])?;
+    check_pod(c, name, logs == "pulled\n", || {
+        format!("kubectl logs {name} = {logs:?}")
+    })?;
+    Ok(p)
+}
+
+/// Waits until the container waits for its image with one of `reasons`;
+/// returns that reason and its message.
+fn wait_pull_failure(c: &Cluster, name: &str, reasons: &[&str]) -> Result<(String, String)> {
+    let p = c.wait_pod(name, &format!("waiting with {reasons:?}"), START, |p| {
+        container_status(p, "main", false)
+            .and_then(|s| s["state"]["waiting"]["reason"].as_str())
+            .is_some_and(|r| reasons.contains(&r))
+    })?;
+    let w = &container_status(&p, "main", false).expect("checked")["state"]["waiting"];
+    Ok((
+        w["reason"].as_str().unwrap_or("").to_string(),
+        w["message"].as_str().unwrap_or("").to_string(),
+    ))
+}
+
+fn pull_by_tag(x: &mut Ctx) -> Result<()> {
+    let image = format!("{}/e2e/busybox:1", registries(x)?.open.host());
+    apply(&x.c, &[pulling_pod("by-tag", &image, "Always")])?;
+    let p = wait_pulled(&x.c, "by-tag")?;
+    let st = container_status(&p, "main", false).expect("ready pod has a status");
+    let digest = &registries(x)?.digest;
+    ensure!(
+        st["imageID"]
+            .as_str()
+            .unwrap_or("")
+            .contains(digest.as_str()),
+        "imageID {} does not name the pushed manifest {digest}",
+        st["imageID"]
+    );
+    Ok(())
+}
+
+fn pull_by_digest(x: &mut Ctx) -> Result<()> {
+    let r = registries(x)?;
+    let image = format!("{}/e2e/busybox@{}", r.open.host(), r.digest);
+    apply(&x.c, &[pulling_pod("by-digest", &image, "IfNotPresent")])?;
+    wait_pulled(&x.c, "by-digest")?;
+    Ok(())
+}
+
+fn pull_with_pull_secret(x: &mut Ctx) -> Result<()> {
+    let host = registries(x)?.auth.host();
+    let image = format!("{host}/private/busybox:1");
+    // Without credentials the registry says no.
+    apply(&x.c, &[pulling_pod("no-secret", &image, "Always")])?;
+    let (reason, msg) =
+        wait_pull_failure(&x.c, "no-secret", &["ErrImagePull", "ImagePullBackOff"])?;
+    ensure!(
+        {
+            let m = msg.to_lowercase();
+            m.contains("authorized") || m.contains("401")
+        },
+        "{reason} without a pull secret does not carry the registry's refusal: {msg:?}"
+    );
+    kubectl(
+        &x.c,
+        &[
+            "create",
+            "secret",
+            "docker-registry",
+            "regcred",
+            &format!("--docker-server={host}"),
+            &format!("--docker-username={REG_USER}"),
+            &format!("--docker-password={REG_PASSWORD}"),
+        ],
+    )?;
+    let mut p = pulling_pod("with-secret", &image, "Always");
+    p["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
+    apply(&x.c, &[p])?;
+    wait_pulled(&x.c, "with-secret")?;
+    kubectl(&x.c, &["delete", "pod", "no-secret", "--wait=false"])?;
+    Ok(())
+}
+
+fn missing_image_backs_off(x: &mut Ctx) -> Result<()> {
+    let image = format!("{}/e2e/missing:1", registries(x)?.open.host());
+    apply(&x.c, &[pulling_pod("missing", &image, "IfNotPresent")])?;
+    // ErrImagePull lasts only until the first back-off starts, so either
+    // reason may be the first one seen; the back-off message names the
+    // ErrImagePull it follows.
+    let (_, first) = wait_pull_failure(&x.c, "missing", &["ErrImagePull", "ImagePullBackOff"])?;
+    let (_, later) = wait_pull_failure(&x.c, "missing", &["ImagePullBackOff"])?;
+    ensure!(
+        later.contains("ErrImagePull"),
+        "ImagePullBackOff message does not name the ErrImagePull it follows: {later:?}"
+    );
+    for msg in [&first, &later] {
+        ensure!(
+            msg.contains("e2e/missing") && msg.to_lowercase().contains("unknown"),
+            "the pull failure does not carry the registry's message (manifest unknown): {msg:?}"
+        );
+    }
+    kubectl(&x.c, &["delete", "pod", "missing", "--wait=false"])?;
+    Ok(())
+}
+
+fn mirror_serves_docker_hub_image(x: &mut Ctx) -> Result<()> {
+    registries(x)?;
+    apply(&x.c, &[pulling_pod("mirrored", "busybox", "Always")])?;
+    wait_pulled(&x.c, "mirrored")?;
+    Ok(())
+}
+
 // ---- the test -------------------------------------------------------------
 
 type Step = fn(&mut Ctx) -> Result<()>;
@@ -1059,13 +1244,19 @@ fn pods_on_every_runtime() {
     // One cluster with a node at a time: the runtimes run one after another.
     // RKUBE_E2E_RUNTIMES=cri-o/runc,... narrows a developer's run; CI runs all.
     let only = std::env::var("RKUBE_E2E_RUNTIMES").unwrap_or_default();
+    // The registries serve every cluster: the bundled runtime pulls from
+    // them directly, and every runtime has the anonymous one as its
+    // mirror-only docker.io mirror (so nothing is pulled off this machine).
+    let reg = start_registries()
+        .map(Rc::new)
+        .map_err(|e| format!("{e:#}"));
     let mut failed = Vec::new();
     for rt in RUNTIMES
         .iter()
         .filter(|rt| only.is_empty() || only.split(',').any(|o| o == rt.label))
     {
         failed.extend(
-            run_scenarios(rt)
+            run_scenarios(rt, reg.clone())
                 .into_iter()
                 .map(|f| format!("[{}] {f}", rt.label)),
         );
@@ -1079,10 +1270,20 @@ fn pods_on_every_runtime() {
 
 /// Starts a cluster on `rt`, runs every scenario, and returns the names of
 /// those that failed (a failed setup step counts as one failure).
-fn run_scenarios(rt: &'static Runtime) -> Vec<String> {
+fn run_scenarios(rt: &'static Runtime, reg: Result<Rc<Registries>, String>) -> Vec<String> {
     let begin = Instant::now();
     let netns_before = netns_names();
-    let c = match Cluster::start_with("pods", rt.args) {
+    let mirror = match &reg {
+        Ok(r) => format!(
+            "--registry-mirror=docker.io=http://{},mirror-only",
+            r.open.host()
+        ),
+        // A mirror no one listens on: still nothing leaves the machine.
+        Err(_) => "--registry-mirror=docker.io=http://127.0.0.1:1,mirror-only".to_string(),
+    };
+    let mut args = rt.args.to_vec();
+    args.push(&mirror);
+    let c = match Cluster::start_with("pods", &args) {
         Ok(c) => c,
         Err(e) => return vec![format!("rkube start {}: {e:#}", rt.args.join(" "))],
     };
@@ -1096,6 +1297,7 @@ fn run_scenarios(rt: &'static Runtime) -> Vec<String> {
         created: None,
         netns_before,
         rt,
+        reg,
     };
     eprintln!("[pods] cluster started in {:?}", begin.elapsed());
 
@@ -1177,6 +1379,34 @@ fn run_scenarios(rt: &'static Runtime) -> Vec<String> {
         ),
         ("rkube delete tears the pods down", delete_tears_pods_down),
     ];
+    let at = steps.len() - 2; // before kill -9 and delete
+    steps.insert(
+        at,
+        (
+            "docker.io mirror serves image: busybox (pull Always)",
+            mirror_serves_docker_hub_image,
+        ),
+    );
+    if rt.scheme == "rkube-cri-o://" {
+        let at = steps.len() - 2;
+        for step in [
+            ("loopback registry: pull by tag", pull_by_tag as Step),
+            ("loopback registry: pull by digest", pull_by_digest),
+            (
+                "basic-auth registry with an imagePullSecret",
+                pull_with_pull_secret,
+            ),
+            (
+                "missing image: ErrImagePull, ImagePullBackOff",
+                missing_image_backs_off,
+            ),
+        ]
+        .into_iter()
+        .rev()
+        {
+            steps.insert(at, step);
+        }
+    }
     if rt.label == "cri-o/runc" {
         let at = steps.len() - 2; // before kill -9 and delete
         steps.insert(

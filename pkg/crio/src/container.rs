@@ -139,11 +139,7 @@ impl Crio {
             reason: String::new(),
             message: String::new(),
             image_id: image.id.clone(),
-            image_ref: image
-                .repo_digests
-                .first()
-                .cloned()
-                .unwrap_or_else(|| image.id.clone()),
+            image_ref: image.digest_ref_for(&image_name),
             image_name: image_name.clone(),
             log_path: log_path.clone(),
             handler: sst.handler.clone(),

@@ -30,6 +30,29 @@ pub struct Image {
     pub config: ImageConfig,
 }
 
+impl Image {
+    /// The `repo@digest` name of this image that belongs to `reference`'s
+    /// repository (what a container started from `reference` reports as
+    /// its imageRef), else the first one, else the image ID.
+    pub fn digest_ref_for(&self, reference: &str) -> String {
+        let mine = reference::parse(reference).ok().and_then(|n| {
+            let prefix = format!("{}@", n.repo());
+            self.repo_digests
+                .iter()
+                .filter(|d| d.starts_with(&prefix))
+                .find(|d| {
+                    n.digest
+                        .as_ref()
+                        .is_none_or(|want| d.ends_with(want.as_str()))
+                })
+                .or_else(|| self.repo_digests.iter().find(|d| d.starts_with(&prefix)))
+        });
+        mine.or_else(|| self.repo_digests.first())
+            .cloned()
+            .unwrap_or_else(|| self.id.clone())
+    }
+}
+
 /// Disk use of the store.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -481,5 +504,38 @@ mod tests {
         let c = chain_ids(&[a.clone(), b.clone()]);
         assert_eq!(c[0], a);
         assert_eq!(c[1], digest_of(format!("{a} {b}").as_bytes()));
+    }
+
+    #[test]
+    fn digest_ref_follows_the_requested_repository() {
+        let d1 = format!("sha256:{}", "1".repeat(64));
+        let d2 = format!("sha256:{}", "2".repeat(64));
+        let img = Image {
+            id: format!("sha256:{}", "c".repeat(64)),
+            repo_tags: vec![],
+            repo_digests: vec![
+                format!("rkube.local/busybox@{d1}"),
+                format!("127.0.0.1:5000/e2e/busybox@{d2}"),
+            ],
+            size: 0,
+            config: ImageConfig::default(),
+        };
+        assert_eq!(
+            img.digest_ref_for("127.0.0.1:5000/e2e/busybox:1"),
+            format!("127.0.0.1:5000/e2e/busybox@{d2}")
+        );
+        assert_eq!(
+            img.digest_ref_for("rkube.local/busybox:1"),
+            format!("rkube.local/busybox@{d1}")
+        );
+        assert_eq!(
+            img.digest_ref_for("other/x:1"),
+            format!("rkube.local/busybox@{d1}")
+        );
+        let bare = Image {
+            repo_digests: vec![],
+            ..img
+        };
+        assert_eq!(bare.digest_ref_for("busybox"), bare.id);
     }
 }

@@ -250,6 +250,17 @@ async fn ensure_image(w: &mut Worker, c: &Container) -> bool {
     let image = c.image.clone().unwrap_or_default();
     let key = format!("pull/{}", c.name);
     if w.backoff.remaining(&key, Instant::now()).is_some() {
+        // As kubelet 1.32: the back-off message carries the last pull error.
+        let message = match w.waiting.get(&c.name) {
+            Some(x) if x.reason == "ImagePullBackOff" => x.message.clone(),
+            Some(x) if x.reason == "ErrImagePull" => {
+                format!(
+                    "Back-off pulling image \"{image}\": ErrImagePull: {}",
+                    x.message
+                )
+            }
+            _ => format!("Back-off pulling image \"{image}\""),
+        };
         if w.waiting.get(&c.name).map(|x| x.reason.as_str()) != Some("ImagePullBackOff") {
             event(
                 w,
@@ -259,13 +270,8 @@ async fn ensure_image(w: &mut Worker, c: &Container) -> bool {
                 format!("Back-off pulling image \"{image}\""),
             );
         }
-        w.waiting.insert(
-            c.name.clone(),
-            Waiting::new(
-                "ImagePullBackOff",
-                format!("Back-off pulling image \"{image}\""),
-            ),
-        );
+        w.waiting
+            .insert(c.name.clone(), Waiting::new("ImagePullBackOff", message));
         return false;
     }
     let policy = pull::effective_policy(c.image_pull_policy.as_deref(), &image);
