@@ -11,6 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 pub mod pod_bench;
+pub mod runtime_bench;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -85,7 +86,7 @@ impl Profile {
         self.cmd(&args)
     }
 
-    fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         let p = self.home.path().join("profiles/bench/rkube.pid");
         std::fs::read_to_string(p)
             .ok()?

@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use crate::{summarize, Error, Profile, Result};
 
-const IMAGE: &str = "rkube.local/busybox:bench";
+pub(crate) const IMAGE: &str = "rkube.local/busybox:bench";
 
 /// Options of `rkube bench pods`.
 #[derive(Clone, Debug)]
@@ -43,7 +43,7 @@ fn pod(name: &str) -> Pod {
 }
 
 /// Creates `names` concurrently; returns create→Running latency of each.
-async fn rkube_round(client: &kube::Client, names: &[String]) -> Result<Vec<Duration>> {
+pub(crate) async fn rkube_round(client: &kube::Client, names: &[String]) -> Result<Vec<Duration>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rv = api
         .list(&ListParams::default().limit(1))
@@ -100,7 +100,7 @@ async fn rkube_round(client: &kube::Client, names: &[String]) -> Result<Vec<Dura
     Ok(d.values().copied().collect())
 }
 
-async fn delete_all(client: &kube::Client) -> Result<()> {
+pub(crate) async fn delete_all(client: &kube::Client) -> Result<()> {
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let lp = ListParams::default().labels("bench=pods");
     api.delete_collection(&DeleteParams::default().grace_period(0), &lp)
@@ -193,7 +193,7 @@ async fn cri_one(c: rkube_cri::Clients, name: String, logs: PathBuf) -> Result<(
     Ok((t0.elapsed(), sid))
 }
 
-async fn cri_round(
+pub(crate) async fn cri_round(
     c: &rkube_cri::Clients,
     names: &[String],
     logs: &Path,
@@ -212,7 +212,7 @@ async fn cri_round(
     Ok((lat, ids))
 }
 
-async fn cri_cleanup(c: &rkube_cri::Clients, ids: &[String]) {
+pub(crate) async fn cri_cleanup(c: &rkube_cri::Clients, ids: &[String]) {
     let mut rt = c.runtime.clone();
     for id in ids {
         let _ = rt

@@ -104,7 +104,7 @@ mod tests {
             t.lines()
                 .nth(1)
                 .unwrap()
-                .starts_with("dev       8443   containerd"),
+                .starts_with("dev       8443   cri-o     embedded"),
             "{t}"
         );
     }

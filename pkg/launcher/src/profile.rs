@@ -54,12 +54,12 @@ pub fn validate_name(name: &str) -> Result<()> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ContainerRuntime {
-    /// CRI-O style bundled runtime.
+    /// CRI-O style bundled runtime (the default: it passes the same
+    /// end-to-end scenarios as containerd and starts pods faster).
     #[serde(rename = "cri-o")]
-    CriO,
-    /// containerd (the default until the bundled runtime passes the same
-    /// end-to-end scenarios).
     #[default]
+    CriO,
+    /// containerd, started by rkube with its CRI plugin.
     Containerd,
     /// Docker Engine through the dockershim.
     Docker,
@@ -529,6 +529,13 @@ mod tests {
         assert!("rkt".parse::<ContainerRuntime>().is_err());
         assert_eq!("etcd".parse::<Datastore>().unwrap(), Datastore::Etcd);
         assert!("sqlite".parse::<Datastore>().is_err());
+    }
+
+    #[test]
+    fn new_profiles_run_the_bundled_runtime_on_runc() {
+        let cfg = ProfileConfig::new_default();
+        assert_eq!(cfg.container_runtime, ContainerRuntime::CriO);
+        assert_eq!(cfg.oci_runtime, "runc");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `rkube bench api`: prints API server figures from a throw-away profile.
+//! `rkube bench api|pods|runtimes`: prints figures from throw-away profiles.
 
 use std::process::ExitCode;
 
@@ -9,6 +9,33 @@ pub enum Command {
     Api(ApiArgs),
     /// Pod startup latency through rkube and directly over CRI (same runtime)
     Pods(PodsArgs),
+    /// cri-o/runc, cri-o/crun and containerd side by side: pod startup, idle
+    /// memory, and raw `runc run`/`crun run` as the floor
+    Runtimes(RuntimesArgs),
+}
+
+/// Flags of `rkube bench runtimes`.
+#[derive(Debug, clap::Args)]
+pub struct RuntimesArgs {
+    /// API server port of the throw-away profiles
+    #[arg(long, default_value_t = 18645)]
+    pub port: u16,
+    /// Pods in the burst
+    #[arg(long, default_value_t = 100)]
+    pub burst: usize,
+    /// Sequential single-pod runs
+    #[arg(long, default_value_t = 10)]
+    pub singles: usize,
+    /// Pods running while idle memory is measured
+    #[arg(long, default_value_t = 20)]
+    pub idle_pods: usize,
+    /// Backends to compare (comma-separated)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cri-o/runc,cri-o/crun,containerd"
+    )]
+    pub runtimes: Vec<String>,
 }
 
 /// Flags of `rkube bench pods`.
@@ -23,8 +50,8 @@ pub struct PodsArgs {
     /// Sequential single-pod runs
     #[arg(long, default_value_t = 10)]
     pub singles: usize,
-    /// Runtime to measure: containerd or cri-o
-    #[arg(long, default_value = "containerd", value_parser = ["containerd", "cri-o"])]
+    /// Runtime to measure: cri-o or containerd
+    #[arg(long, default_value = "cri-o", value_parser = ["cri-o", "containerd"])]
     pub container_runtime: String,
 }
 
@@ -58,6 +85,17 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 runtime: a.container_runtime,
             };
             rkube_bench::pod_bench::run_pods(opts).await?;
+        }
+        Command::Runtimes(a) => {
+            let opts = rkube_bench::runtime_bench::RuntimeBenchOptions {
+                binary: rkube_bench::current_binary()?,
+                port: a.port,
+                burst: a.burst,
+                singles: a.singles,
+                idle_pods: a.idle_pods,
+                runtimes: a.runtimes,
+            };
+            rkube_bench::runtime_bench::run_runtimes(opts).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

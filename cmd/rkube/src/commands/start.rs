@@ -13,7 +13,7 @@ pub struct Args {
     /// Host port of the API server [default: 8443, or the profile's]
     #[arg(long)]
     apiserver_port: Option<u16>,
-    /// Container runtime: containerd, cri-o or docker [default: containerd, or the profile's]
+    /// Container runtime: cri-o, containerd or docker [default: cri-o, or the profile's]
     #[arg(long)]
     container_runtime: Option<ContainerRuntime>,
     /// Datastore: embedded or etcd [default: embedded, or the profile's]
