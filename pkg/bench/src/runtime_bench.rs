@@ -262,17 +262,25 @@ fn raw_bundle(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Runs the OCI runtime CLI. Its stderr goes to an anonymous file, not a
+/// pipe: a container started with `run -d` inherits it and would hold a pipe
+/// open for as long as it runs.
 fn oci(runtime: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new(runtime)
+    use std::io::{Read, Seek};
+    let mut err = tempfile::tempfile()?;
+    let status = Command::new(runtime)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()?;
-    if !out.status.success() {
+        .stderr(Stdio::from(err.try_clone()?))
+        .status()?;
+    if !status.success() {
+        let mut msg = String::new();
+        err.rewind()?;
+        err.read_to_string(&mut msg)?;
         return Err(Error::Command {
             cmd: format!("{runtime} {}", args.join(" ")),
-            msg: String::from_utf8_lossy(&out.stderr).into_owned(),
+            msg,
         });
     }
     Ok(())
