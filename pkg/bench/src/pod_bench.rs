@@ -228,6 +228,38 @@ pub(crate) async fn cri_cleanup(c: &rkube_cri::Clients, ids: &[String]) {
     }
 }
 
+/// Pod start directly over the profile's CRI socket: `singles` sequential
+/// one-pod rounds, then one burst; returns their summaries and the burst's
+/// wall time.
+pub(crate) async fn cri_rounds(
+    profile: &Profile,
+    runtime: &str,
+    singles: usize,
+    burst: usize,
+) -> Result<(crate::Summary, crate::Summary, Duration)> {
+    let sock = profile.home.path().join(match runtime {
+        "cri-o" => "profiles/bench/crio.sock",
+        _ => "profiles/bench/containerd/containerd.sock",
+    });
+    let c = rkube_cri::connect(&sock).map_err(|e| Error::Config(e.to_string()))?;
+    let logs = profile.home.path().join("bench-logs");
+    std::fs::create_dir_all(&logs)?;
+    let mut lat = Vec::new();
+    for i in 0..singles {
+        let (l, ids) = cri_round(&c, &[format!("csingle-{i}")], &logs).await?;
+        lat.extend(l);
+        cri_cleanup(&c, &ids).await;
+    }
+    let one = summarize("cri 1 pod", lat, Duration::from_secs(1));
+    let names: Vec<String> = (0..burst).map(|i| format!("cburst-{i}")).collect();
+    let wall = Instant::now();
+    let (l, ids) = cri_round(&c, &names, &logs).await?;
+    let wall = wall.elapsed();
+    let many = summarize("cri burst", l, wall);
+    cri_cleanup(&c, &ids).await;
+    Ok((one, many, wall))
+}
+
 /// Runs the pod benchmark and prints the figures.
 pub async fn run_pods(opts: PodBenchOptions) -> Result<Vec<String>> {
     let mut lines = Vec::new();
@@ -289,39 +321,20 @@ pub async fn run_pods(opts: PodBenchOptions) -> Result<Vec<String>> {
     delete_all(&client).await?;
 
     // Directly over CRI, same runtime.
-    let sock = profile.home.path().join(match opts.runtime.as_str() {
-        "cri-o" => "profiles/bench/crio.sock",
-        _ => "profiles/bench/containerd/containerd.sock",
-    });
-    let c = rkube_cri::connect(&sock).map_err(|e| Error::Config(e.to_string()))?;
-    let logs = profile.home.path().join("bench-logs");
-    std::fs::create_dir_all(&logs)?;
-    let mut csingles = Vec::new();
-    for i in 0..opts.singles {
-        let (lat, ids) = cri_round(&c, &[format!("csingle-{i}")], &logs).await?;
-        csingles.extend(lat);
-        cri_cleanup(&c, &ids).await;
-    }
-    let c1 = summarize("cri single", csingles, Duration::from_secs(1));
+    let (c1, cb, cwall) = cri_rounds(&profile, &opts.runtime, opts.singles, opts.burst).await?;
     out(format!(
         "pod start via CRI (1 pod, {} runs)         p50 {:>7.1} ms   p99 {:>7.1} ms",
         opts.singles,
         ms(c1.p50),
         ms(c1.p99)
     ));
-    let cnames: Vec<String> = (0..opts.burst).map(|i| format!("cburst-{i}")).collect();
-    let wall = Instant::now();
-    let (clat, ids) = cri_round(&c, &cnames, &logs).await?;
-    let wall = wall.elapsed();
-    let cb = summarize("cri burst", clat, wall);
     out(format!(
         "pod start via CRI (burst of {})   p50 {:>7.1} ms   p99 {:>7.1} ms   wall {:.2} s",
         opts.burst,
         ms(cb.p50),
         ms(cb.p99),
-        wall.as_secs_f64()
+        cwall.as_secs_f64()
     ));
-    cri_cleanup(&c, &ids).await;
     out(format!(
         "ratio rkube/CRI: 1 pod p50 {:.2}x, burst p99 {:.2}x",
         ratio(s1.p50, c1.p50),

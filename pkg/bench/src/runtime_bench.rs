@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::pod_bench::{cri_cleanup, cri_round, delete_all, rkube_round, IMAGE};
+use crate::pod_bench::{cri_rounds, delete_all, rkube_round, IMAGE};
 use crate::{summarize, Error, Profile, Result, Summary};
 
 /// Options of `rkube bench runtimes`.
@@ -184,25 +184,7 @@ async fn measure(opts: &RuntimeBenchOptions, label: &str) -> Result<Figures> {
     let rkube_burst = summarize("burst", burst, burst_wall);
     delete_all(&client).await?;
 
-    let sock = profile.home.path().join(match runtime {
-        "cri-o" => "profiles/bench/crio.sock",
-        _ => "profiles/bench/containerd/containerd.sock",
-    });
-    let c = rkube_cri::connect(&sock).map_err(|e| Error::Config(e.to_string()))?;
-    let logs = profile.home.path().join("bench-logs");
-    std::fs::create_dir_all(&logs)?;
-    let mut csingles = Vec::new();
-    for i in 0..opts.singles {
-        let (lat, ids) = cri_round(&c, &[format!("csingle-{i}")], &logs).await?;
-        csingles.extend(lat);
-        cri_cleanup(&c, &ids).await;
-    }
-    let cri_one = summarize("cri 1 pod", csingles, Duration::from_secs(1));
-    let cnames: Vec<String> = (0..opts.burst).map(|i| format!("cburst-{i}")).collect();
-    let wall = Instant::now();
-    let (clat, ids) = cri_round(&c, &cnames, &logs).await?;
-    let cri_burst = summarize("cri burst", clat, wall.elapsed());
-    cri_cleanup(&c, &ids).await;
+    let (cri_one, cri_burst, _) = cri_rounds(&profile, runtime, opts.singles, opts.burst).await?;
 
     idle_pods(&client, opts.idle_pods).await?;
     // Let start-up allocations settle before reading memory.
