@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use crate::{summarize, Error, Profile, Result};
 
-pub(crate) const IMAGE: &str = "rkube.local/busybox:bench";
+const IMAGE: &str = "rkube.local/busybox:bench";
 
 /// Options of `rkube bench pods`.
 #[derive(Clone, Debug)]
@@ -228,6 +228,25 @@ pub(crate) async fn cri_cleanup(c: &rkube_cri::Clients, ids: &[String]) {
     }
 }
 
+/// Loads the bench image (static busybox) into the profile's runtime.
+pub(crate) fn load_image(profile: &Profile) -> Result<()> {
+    let archive = profile.home.path().join("busybox.tar");
+    rkube_image::write_busybox_archive(&archive, IMAGE, Path::new("/usr/bin/busybox"))
+        .map_err(|e| Error::Config(e.to_string()))?;
+    profile.cmd(&["image", "load", &archive.to_string_lossy()])?;
+    Ok(())
+}
+
+/// `n` sequential one-pod rounds through rkube, each pod deleted after it.
+pub(crate) async fn rkube_singles(client: &kube::Client, n: usize) -> Result<Vec<Duration>> {
+    let mut lat = Vec::new();
+    for i in 0..n {
+        lat.extend(rkube_round(client, &[format!("single-{i}")]).await?);
+        delete_all(client).await?;
+    }
+    Ok(lat)
+}
+
 /// Pod start directly over the profile's CRI socket: `singles` sequential
 /// one-pod rounds, then one burst; returns their summaries and the burst's
 /// wall time.
@@ -282,18 +301,11 @@ pub async fn run_pods(opts: PodBenchOptions) -> Result<Vec<String>> {
         opts.runtime,
         t.as_secs_f64() * 1e3
     ));
-    let archive = profile.home.path().join("busybox.tar");
-    rkube_image::write_busybox_archive(&archive, IMAGE, Path::new("/usr/bin/busybox"))
-        .map_err(|e| Error::Config(e.to_string()))?;
-    profile.cmd(&["image", "load", &archive.to_string_lossy()])?;
+    load_image(&profile)?;
     let client = profile.client().await?;
 
     // Through rkube.
-    let mut singles = Vec::new();
-    for i in 0..opts.singles {
-        singles.extend(rkube_round(&client, &[format!("single-{i}")]).await?);
-        delete_all(&client).await?;
-    }
+    let singles = rkube_singles(&client, opts.singles).await?;
     let s1 = summarize(
         "pod start via rkube (1 pod)",
         singles,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::pod_bench::{cri_rounds, delete_all, rkube_round, IMAGE};
+use crate::pod_bench::{cri_rounds, delete_all, load_image, rkube_round, rkube_singles};
 use crate::{summarize, Error, Profile, Result, Summary};
 
 /// Options of `rkube bench runtimes`.
@@ -158,17 +158,10 @@ async fn measure(opts: &RuntimeBenchOptions, label: &str) -> Result<Figures> {
         start_args,
     };
     profile.start()?;
-    let archive = profile.home.path().join("busybox.tar");
-    rkube_image::write_busybox_archive(&archive, IMAGE, Path::new("/usr/bin/busybox"))
-        .map_err(|e| Error::Config(e.to_string()))?;
-    profile.cmd(&["image", "load", &archive.to_string_lossy()])?;
+    load_image(&profile)?;
     let client = profile.client().await?;
 
-    let mut singles = Vec::new();
-    for i in 0..opts.singles {
-        singles.extend(rkube_round(&client, &[format!("single-{i}")]).await?);
-        delete_all(&client).await?;
-    }
+    let singles = rkube_singles(&client, opts.singles).await?;
     let rkube_one = summarize("1 pod", singles, Duration::from_secs(1));
     let names: Vec<String> = (0..opts.burst).map(|i| format!("burst-{i}")).collect();
     let wall = Instant::now();
