@@ -282,24 +282,87 @@ pub async fn node_agent(ctx: &mut Context) -> Result<()> {
     Ok(())
 }
 
-/// Waits until the node reports Ready (used by `start` for its last line).
+/// Waits until the node reports Ready and the kubelet endpoint it publishes
+/// accepts connections (used by `start` for its last line). The endpoint
+/// check matters after a crash: the Node still carries the killed daemon's
+/// Ready condition and its old kubelet port until the new agent posts.
 pub async fn wait_node_ready(client: &kube::Client, node: &str, timeout: Duration) -> bool {
     use k8s_openapi::api::core::v1::Node;
     let api: kube::Api<Node> = kube::Api::all(client.clone());
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
         if let Ok(Some(n)) = api.get_opt(node).await {
-            let ready = n
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            if ready {
-                return true;
+            if let Some(addr) = ready_endpoint(&n) {
+                let connect = tokio::net::TcpStream::connect(addr);
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+                    return true;
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
+}
+
+/// The kubelet endpoint (InternalIP, else loopback, and the published port)
+/// of a Node whose Ready condition is True.
+fn ready_endpoint(n: &k8s_openapi::api::core::v1::Node) -> Option<std::net::SocketAddr> {
+    let status = n.status.as_ref()?;
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if !ready {
+        return None;
+    }
+    let port = status
+        .daemon_endpoints
+        .as_ref()?
+        .kubelet_endpoint
+        .as_ref()?
+        .port;
+    let ip = status
+        .addresses
+        .iter()
+        .flatten()
+        .find(|a| a.type_ == "InternalIP")
+        .and_then(|a| a.address.parse().ok())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    Some(std::net::SocketAddr::new(ip, u16::try_from(port).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(v: serde_json::Value) -> k8s_openapi::api::core::v1::Node {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn ready_endpoint_needs_ready_and_a_published_port() {
+        let status = |ready: &str| {
+            serde_json::json!({"status": {
+                "conditions": [{"type": "Ready", "status": ready}],
+                "addresses": [{"type": "Hostname", "address": "rkube"},
+                              {"type": "InternalIP", "address": "10.0.0.5"}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 40123}}}})
+        };
+        assert_eq!(
+            ready_endpoint(&node(status("True"))),
+            Some("10.0.0.5:40123".parse().unwrap())
+        );
+        assert_eq!(ready_endpoint(&node(status("False"))), None);
+        let no_port = node(serde_json::json!({"status": {
+            "conditions": [{"type": "Ready", "status": "True"}]}}));
+        assert_eq!(ready_endpoint(&no_port), None);
+        let no_ip = node(serde_json::json!({"status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}}));
+        assert_eq!(
+            ready_endpoint(&no_ip),
+            Some("127.0.0.1:10250".parse().unwrap())
+        );
+    }
 }
