@@ -9,6 +9,7 @@
 //! `<target>/debug/rkube` (run `cargo build -p rkube` first).
 
 pub mod registry;
+pub mod scenario;
 
 use std::fs::File;
 use std::io::Write as _;

@@ -12,7 +12,6 @@
 //! at the end with a summary naming each failed scenario.
 
 use std::fs::File;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::rc::Rc;
@@ -20,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
 use rkube_e2e::registry::Registry;
+use rkube_e2e::scenario::{apply, is_root, kubectl, run_step};
 use rkube_e2e::{
     container_status, describe, eventually, free_port, object_condition, pod_condition, pod_phase,
     wait_port_free, Cluster,
@@ -105,31 +105,6 @@ fn merge(into: &mut Value, from: Value) {
     if let (Some(a), Value::Object(b)) = (into.as_object_mut(), from) {
         a.extend(b);
     }
-}
-
-/// `kubectl apply -f -` of the given objects, as a multi-document stream
-/// (a `kind: List` would make kubectl validate against OpenAPI v2).
-fn apply(c: &Cluster, objects: &[Value]) -> Result<()> {
-    let docs: Vec<String> = objects.iter().map(Value::to_string).collect();
-    let out = c.kubectl_stdin(&["apply", "-f", "-"], Some(&docs.join("\n---\n")));
-    ensure!(
-        out.status.success(),
-        "kubectl apply failed: {}",
-        describe(&out)
-    );
-    Ok(())
-}
-
-/// `kubectl <args>`, which must succeed; returns stdout.
-fn kubectl(c: &Cluster, args: &[&str]) -> Result<String> {
-    let out = c.kubectl(args);
-    ensure!(
-        out.status.success(),
-        "kubectl {} failed: {}",
-        args.join(" "),
-        describe(&out)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `kubectl exec <pod> -- <cmd>`, which must succeed; returns stdout.
@@ -1214,24 +1189,7 @@ fn mirror_serves_docker_hub_image(x: &mut Ctx) -> Result<()> {
 
 // ---- the test -------------------------------------------------------------
 
-type Step = fn(&mut Ctx) -> Result<()>;
-
-/// Runs `step`, turning an error or a panic into a message.
-fn run_step(x: &mut Ctx, step: Step) -> Result<(), String> {
-    match catch_unwind(AssertUnwindSafe(|| step(x))) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("{e:#}")),
-        Err(panic) => Err(panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "panicked".into())),
-    }
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
+type Step = rkube_e2e::scenario::Step<Ctx>;
 
 #[test]
 fn pods_on_every_runtime() {

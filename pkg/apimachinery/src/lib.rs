@@ -10,6 +10,7 @@ pub mod patch;
 pub mod resource;
 pub mod selector;
 pub mod table;
+pub mod typed;
 pub mod validation;
 
 pub use resource::ResourceInfo;

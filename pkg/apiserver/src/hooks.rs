@@ -1,11 +1,12 @@
 //! Server-side effects of writes that kube-apiserver (or its built-in
 //! admission and bootstrap controllers) performs: Service IP allocation,
-//! per-namespace defaults (the `default` ServiceAccount and `kube-root-ca.crt`),
-//! namespace finalization, and serving CRDs when they are written.
+//! the per-namespace defaults of namespaces that exist at bootstrap, and
+//! serving CRDs when they are written. Namespace content and finalization,
+//! the `default` ServiceAccount and `kube-root-ca.crt` of new namespaces
+//! belong to the controller manager, as upstream.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -144,7 +145,9 @@ fn cause(field: &str, message: &str) -> rkube_apimachinery::Cause {
     }
 }
 
-/// The per-namespace objects every namespace gets.
+/// The per-namespace objects of the namespaces that exist when the API
+/// server starts (before the controller manager runs); later namespaces get
+/// them from the ServiceAccount controller and the root-CA publisher.
 pub async fn namespace_defaults(state: &AppState, ns: &str) -> ApiResult<()> {
     put_if_missing(
         state,
@@ -180,16 +183,8 @@ async fn sync_rbac(ctx: &Ctx, obj: &Value) {
 /// Runs after a successful create.
 pub async fn after_create(ctx: &Ctx, obj: &Value) {
     sync_rbac(ctx, obj).await;
-    match (ctx.res.group.as_str(), ctx.res.kind.as_str()) {
-        ("", "Namespace") => {
-            if let Err(e) = namespace_defaults(&ctx.state, objects::name(obj)).await {
-                tracing::warn!("namespace defaults for {}: {e}", objects::name(obj));
-            }
-        }
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            establish_crd(&ctx.state, objects::name(obj)).await;
-        }
-        _ => {}
+    if ctx.res.group == "apiextensions.k8s.io" && ctx.res.kind == "CustomResourceDefinition" {
+        establish_crd(&ctx.state, objects::name(obj)).await;
     }
 }
 
@@ -315,26 +310,4 @@ pub async fn reload_crds(state: &AppState) {
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .set_custom_resources(&all);
-}
-
-/// Deletes a terminating namespace's content, then the namespace itself.
-/// (The namespace controller's job; done in-process until controllers exist.)
-pub fn finalize_namespace(state: Arc<AppState>, ns: String) {
-    tokio::spawn(async move {
-        let reg = state.registry();
-        let mut seen = BTreeSet::new();
-        for r in reg.resources.iter().filter(|r| r.namespaced) {
-            let prefix = r.key_prefix_ns(Some(&ns));
-            if !seen.insert(prefix.clone()) {
-                continue;
-            }
-            if let Ok(list) = state.store.list(&prefix, None, 0).await {
-                for kv in list.items {
-                    let _ = state.store.delete(&kv.key, None).await;
-                }
-            }
-        }
-        let key = format!("/registry/core/namespaces/{ns}");
-        let _ = state.store.delete(&key, None).await;
-    });
 }

@@ -82,6 +82,7 @@ impl Running {
     }
 }
 
+pub mod admission;
 pub mod handlers;
 pub mod hooks;
 pub mod objects;

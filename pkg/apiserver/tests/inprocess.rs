@@ -295,14 +295,23 @@ async fn deployments_patch_apply_and_scale() -> anyhow::Result<()> {
 async fn namespaces_get_defaults_and_anonymous_is_rejected() -> anyhow::Result<()> {
     let s = start().await?;
     let nsapi: Api<Namespace> = Api::all(s.client.clone());
-    nsapi
+    let ns = nsapi
         .create(
             &PostParams::default(),
             &serde_json::from_value(json!({"metadata": {"name": "team-a"}}))?,
         )
         .await?;
+    assert_eq!(
+        ns.spec.and_then(|s| s.finalizers),
+        Some(vec!["kubernetes".to_string()])
+    );
+    // kube-root-ca.crt and the default ServiceAccount of new namespaces come
+    // from the controller manager, not the API server.
     let cms: Api<ConfigMap> = Api::namespaced(s.client.clone(), "team-a");
-    assert!(cms.get_opt("kube-root-ca.crt").await?.is_some());
+    assert!(cms.get_opt("kube-root-ca.crt").await?.is_none());
+    // Namespaces present at bootstrap still get them.
+    let sys: Api<ConfigMap> = Api::namespaced(s.client.clone(), "kube-system");
+    assert!(sys.get_opt("kube-root-ca.crt").await?.is_some());
     // Anonymous client (CA trusted, no credentials).
     let ca = std::fs::read(s.pki.ca_cert_path())?;
     let _ = (ca, &s.url);

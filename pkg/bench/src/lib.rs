@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 pub mod pod_bench;
 pub mod runtime_bench;
+pub mod workload_bench;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 

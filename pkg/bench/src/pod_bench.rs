@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use crate::{summarize, Error, Profile, Result};
 
-const IMAGE: &str = "rkube.local/busybox:bench";
+pub(crate) const IMAGE: &str = "rkube.local/busybox:bench";
 
 /// Options of `rkube bench pods`.
 #[derive(Clone, Debug)]

@@ -95,6 +95,31 @@ const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
 /// Writes a busybox image named `reference` to `out`, from the static
 /// busybox executable at `busybox`. Default command `sh`.
 pub fn write_busybox_archive(out: &Path, reference: &str, busybox: &Path) -> Result<ImageInfo> {
+    write_busybox_with(out, reference, busybox, &[], vec!["sh".into()])
+}
+
+/// Writes a web-server image (an nginx stand-in) named `reference`: the
+/// busybox image whose default command is `httpd -f -p 80 -h /var/www`,
+/// serving an index.html that says `rkube httpd`.
+pub fn write_httpd_archive(out: &Path, reference: &str, busybox: &Path) -> Result<ImageInfo> {
+    let index = LayerEntry::file("var/www/index.html", 0o644, "rkube httpd\n");
+    let cmd = ["httpd", "-f", "-p", "80", "-h", "/var/www"];
+    write_busybox_with(
+        out,
+        reference,
+        busybox,
+        &[index],
+        cmd.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+fn write_busybox_with(
+    out: &Path,
+    reference: &str,
+    busybox: &Path,
+    extra: &[LayerEntry],
+    cmd: Vec<String>,
+) -> Result<ImageInfo> {
     let binary = std::fs::read(busybox).map_err(Error::io("read busybox", busybox))?;
     let mut files = vec![
         LayerEntry::file("bin/busybox", 0o755, binary),
@@ -111,9 +136,10 @@ pub fn write_busybox_archive(out: &Path, reference: &str, busybox: &Path) -> Res
             .iter()
             .map(|a| LayerEntry::symlink(format!("bin/{a}"), "busybox")),
     );
+    files.extend(extra.iter().cloned());
     let config = ImageConfigSpec {
         env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
-        cmd: Some(vec!["sh".into()]),
+        cmd: Some(cmd),
         created_by: Some("rkube busybox test image".into()),
         ..Default::default()
     };

@@ -24,6 +24,9 @@ pub mod status;
 pub mod stop;
 pub mod timing;
 
+/// Checks a `--controllers` list (see [`rkube_controllers::select`]).
+pub use rkube_controllers::select as select_controllers;
+
 /// Version of rkube itself.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -239,6 +239,35 @@ pub async fn scheduler(ctx: &mut Context) -> Result<()> {
     Ok(())
 }
 
+/// Starts the controller manager in this process (also with
+/// `--disable-agent`: namespace deletion and garbage collection need it).
+pub async fn controller_manager(ctx: &mut Context) -> Result<()> {
+    let pki = ctx
+        .pki
+        .as_ref()
+        .ok_or_else(|| Error::Node("certificates not ready".into()))?;
+    let (cert, key) = rkube_pki::issue_client_cert(pki, "system:kube-controller-manager", &[], 365)
+        .map_err(Error::Pki)?;
+    let ca_path = pki.ca_cert_path();
+    let root_ca_pem = std::fs::read_to_string(&ca_path).map_err(Error::io("read", &ca_path))?;
+    let client = client_for(ctx, &cert, &key).await?;
+    let cfg = rkube_controllers::Config {
+        root_ca_pem,
+        volume_dir: ctx.profile.data_dir().join("volumes"),
+        ..Default::default()
+    };
+    let enabled = rkube_controllers::select(&ctx.config.controllers)
+        .map_err(|e| Error::Node(format!("--controllers: {e}")))?;
+    if enabled.is_empty() {
+        return Ok(());
+    }
+    let tasks = rkube_controllers::start(client, cfg, ctx.agents_shutdown.subscribe(), &enabled)
+        .await
+        .map_err(|e| Error::Node(format!("controller manager: {e}")))?;
+    ctx.agents.extend(tasks);
+    Ok(())
+}
+
 /// Starts the node agent in this process.
 pub async fn node_agent(ctx: &mut Context) -> Result<()> {
     let Some(sock) = ctx.cri_socket.clone() else {

@@ -34,6 +34,8 @@ pub enum Step {
     ApiServer,
     /// Record the daemon's pid.
     PidFile,
+    /// Start the controller manager.
+    ControllerManager,
     /// Write the CNI network configuration.
     Network,
     /// Start (or reuse) the container runtime.
@@ -55,6 +57,7 @@ impl Step {
         Step::Store,
         Step::ApiServer,
         Step::PidFile,
+        Step::ControllerManager,
         Step::Network,
         Step::Runtime,
         Step::PauseImage,
@@ -74,6 +77,7 @@ impl Step {
             Step::Store => "Datastore",
             Step::ApiServer => "API server",
             Step::PidFile => "Pid file",
+            Step::ControllerManager => "Controller manager",
             Step::Network => "Pod network (CNI)",
             Step::Runtime => "Container runtime",
             Step::PauseImage => "Pause image",
@@ -91,6 +95,7 @@ impl Step {
             Step::Store => "💾",
             Step::ApiServer => "🚀",
             Step::PidFile => "📌",
+            Step::ControllerManager => "🎛️ ",
             Step::Network => "🔗",
             Step::Runtime => "📦",
             Step::PauseImage => "⏸️ ",
@@ -108,6 +113,7 @@ impl Step {
             Step::Store => open_store(ctx),
             Step::ApiServer => apiserver(ctx).await,
             Step::PidFile => PidFile::current().write(&ctx.profile.pid_file()),
+            Step::ControllerManager => crate::node::controller_manager(ctx).await,
             Step::Network => crate::node::network(ctx),
             Step::Runtime => crate::node::runtime(ctx).await,
             Step::PauseImage => crate::node::pause_image(ctx).await,

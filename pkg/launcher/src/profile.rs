@@ -165,6 +165,14 @@ pub struct ProfileConfig {
     /// Registries pulled over plain HTTP (`--insecure-registry HOST[:PORT]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub insecure_registries: Vec<String>,
+    /// Controllers to run (`--controllers`, as kube-controller-manager:
+    /// `*`, `name`, `-name`).
+    #[serde(default = "default_controllers")]
+    pub controllers: Vec<String>,
+}
+
+fn default_controllers() -> Vec<String> {
+    vec!["*".to_string()]
 }
 
 fn default_oci_runtime() -> String {
@@ -189,6 +197,7 @@ impl ProfileConfig {
             oci_runtime: default_oci_runtime(),
             registry_mirrors: Vec::new(),
             insecure_registries: Vec::new(),
+            controllers: default_controllers(),
         }
     }
 
@@ -223,6 +232,9 @@ impl ProfileConfig {
         }
         if let Some(i) = &o.insecure_registries {
             self.insecure_registries = i.clone();
+        }
+        if let Some(c) = &o.controllers {
+            self.controllers = c.clone();
         }
     }
 
@@ -261,6 +273,8 @@ pub struct Overrides {
     pub registry_mirrors: Option<Vec<String>>,
     /// `--insecure-registry` (given at all: replaces the stored list).
     pub insecure_registries: Option<Vec<String>>,
+    /// `--controllers` (given at all: replaces the stored list).
+    pub controllers: Option<Vec<String>>,
 }
 
 /// The host name lowercased into a DNS-1123 label, or "rkube".
@@ -491,8 +505,10 @@ mod tests {
             oci_runtime: Some("crun".into()),
             registry_mirrors: Some(vec!["docker.io=http://127.0.0.1:5000,mirror-only".into()]),
             insecure_registries: None,
+            controllers: Some(vec!["*".into(), "-cronjob".into()]),
         });
         assert_eq!(cfg.oci_runtime, "crun");
+        assert_eq!(cfg.controllers, ["*", "-cronjob"]);
         assert!(cfg.mirrors().unwrap()[0].mirror_only);
         assert_eq!(cfg.cri_socket.as_deref(), Some("unix:///run/x.sock"));
         assert!(cfg.disable_agent);

@@ -1,4 +1,4 @@
-//! `rkube bench api|pods|runtimes`: prints figures from throw-away profiles.
+//! `rkube bench api|pods|runtimes|workloads`: prints figures from throw-away profiles.
 
 use std::process::ExitCode;
 
@@ -12,6 +12,23 @@ pub enum Command {
     /// cri-o/runc, cri-o/crun and containerd side by side: pod startup, idle
     /// memory, and raw `runc run`/`crun run` as the floor
     Runtimes(RuntimesArgs),
+    /// Deployments of 10 and 100 replicas to Available next to bare pods, a
+    /// rolling update, and the controller manager's memory
+    Workloads(WorkloadsArgs),
+}
+
+/// Flags of `rkube bench workloads`.
+#[derive(Debug, clap::Args)]
+pub struct WorkloadsArgs {
+    /// API server port of the throw-away profiles
+    #[arg(long, default_value_t = 18646)]
+    pub port: u16,
+    /// Deployment sizes (comma-separated)
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    pub sizes: Vec<usize>,
+    /// Objects created for the loaded memory figure
+    #[arg(long, default_value_t = 1000)]
+    pub objects: usize,
 }
 
 /// Flags of `rkube bench runtimes`.
@@ -96,6 +113,15 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 runtimes: a.runtimes,
             };
             rkube_bench::runtime_bench::run_runtimes(opts).await?;
+        }
+        Command::Workloads(a) => {
+            let opts = rkube_bench::workload_bench::WorkloadBenchOptions {
+                binary: rkube_bench::current_binary()?,
+                port: a.port,
+                sizes: a.sizes,
+                objects: a.objects,
+            };
+            rkube_bench::workload_bench::run_workloads(opts).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

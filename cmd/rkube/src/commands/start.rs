@@ -44,6 +44,10 @@ pub struct Args {
     /// Registry (HOST[:PORT]) to pull from over plain HTTP, repeatable
     #[arg(long = "insecure-registry", value_name = "HOST")]
     insecure_registries: Vec<String>,
+    /// Controllers to run, as kube-controller-manager's --controllers:
+    /// `*` for all, `-name` to disable one, e.g. `*,-cronjob` [default: *, or the profile's]
+    #[arg(long, value_delimiter = ',', value_parser = parse_controller)]
+    controllers: Vec<String>,
     /// Run in this process instead of in the background
     #[arg(long)]
     pub foreground: bool,
@@ -70,6 +74,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             registry_mirrors: (!a.registry_mirrors.is_empty()).then_some(a.registry_mirrors),
             insecure_registries: (!a.insecure_registries.is_empty())
                 .then_some(a.insecure_registries),
+            controllers: (!a.controllers.is_empty()).then_some(a.controllers),
         },
         foreground: a.foreground,
     })
@@ -82,4 +87,9 @@ fn parse_mirror(s: &str) -> Result<String, String> {
     s.parse::<rkube_runtime::Mirror>()
         .map(|m| m.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// Checks one `--controllers` entry early, so a typo fails before start.
+fn parse_controller(s: &str) -> Result<String, String> {
+    rkube_launcher::select_controllers(&[s.to_string()]).map(|_| s.to_string())
 }

@@ -54,6 +54,40 @@ fn selector_and_template(spec: &Value, empty_msg: &str, e: &mut Errs) {
     pod_template(get(spec, &["template"]), "spec.template", e);
 }
 
+/// A StatefulSet spec whose template also lists each volumeClaimTemplate
+/// as a volume (the controller adds them as persistentVolumeClaim volumes).
+fn with_claim_volumes(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    let claims: Vec<Value> = get(&spec, &["volumeClaimTemplates"])
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.pointer("/metadata/name").cloned())
+                .map(|n| serde_json::json!({"name": n, "persistentVolumeClaim": {"claimName": n}}))
+                .collect()
+        })
+        .unwrap_or_default();
+    if claims.is_empty() {
+        return spec;
+    }
+    if let Some(pod) = spec
+        .pointer_mut("/template/spec")
+        .and_then(Value::as_object_mut)
+    {
+        let vols = pod
+            .entry("volumes")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(vols) = vols.as_array_mut() {
+            for c in claims {
+                if !vols.iter().any(|v| v.get("name") == c.get("name")) {
+                    vols.push(c);
+                }
+            }
+        }
+    }
+    spec
+}
+
 fn restart_always(spec: &Value, e: &mut Errs) {
     let rp = str_at(spec, &["template", "spec", "restartPolicy"]);
     if !rp.is_empty() && rp != "Always" {
@@ -121,7 +155,12 @@ pub(crate) fn workload(kind: Workload, o: &Value, old: Option<&Value>, e: &mut E
         "spec.revisionHistoryLimit",
         get(spec, &["revisionHistoryLimit"]),
     );
-    selector_and_template(spec, kind.empty_selector_msg(), e);
+    if kind == Workload::StatefulSet {
+        // Containers may mount the claims of volumeClaimTemplates by name.
+        selector_and_template(&with_claim_volumes(spec), kind.empty_selector_msg(), e);
+    } else {
+        selector_and_template(spec, kind.empty_selector_msg(), e);
+    }
     restart_always(spec, e);
     if let Some(ads) = get(spec, &["template", "spec", "activeDeadlineSeconds"]) {
         let p = "spec.template.spec.activeDeadlineSeconds";
@@ -467,6 +506,26 @@ mod tests {
         new["spec"]["serviceName"] = json!("other");
         workload(Workload::StatefulSet, &new, Some(&old), &mut e);
         assert_eq!(e.0[0].field, "spec");
+    }
+
+    #[test]
+    fn statefulset_containers_may_mount_claim_templates() {
+        let mut s = deploy("db", "db");
+        s["spec"]["serviceName"] = json!("db");
+        s["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+            json!([{"name": "data", "mountPath": "/data"}]);
+        let mut e = Errs::default();
+        workload(Workload::StatefulSet, &s, None, &mut e);
+        assert_eq!(
+            e.0.len(),
+            1,
+            "without a claim template the mount is unknown"
+        );
+        s["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]);
+        let mut e = Errs::default();
+        workload(Workload::StatefulSet, &s, None, &mut e);
+        assert!(e.0.is_empty(), "{:?}", e.0);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use rkube_apimachinery::{patch, selector, table, validation, ResourceInfo};
+use rkube_apimachinery::{patch, selector, table, typed, validation, ResourceInfo};
 use rkube_store::KeyValue;
 use serde_json::{json, Value};
 
@@ -118,7 +118,9 @@ pub fn parse_body(ct: &str, body: &[u8]) -> ApiResult<Value> {
             }
         });
     }
-    if ct.contains("protobuf") {
+    if ct.contains("protobuf")
+        || !(ct.is_empty() || ct == "*/*" || ct.contains("json") || ct.contains("yaml"))
+    {
         return Err(ApiError::unsupported_media(ct));
     }
     let v: Value = if ct.contains("yaml") {
@@ -153,9 +155,237 @@ fn user_agent(req: &Request) -> Option<String> {
         .map(String::from)
 }
 
+/// Rejects malformed query parameters with 400 before anything is read or
+/// written, as kube-apiserver's parameter codec does.
+pub fn validate_query(ctx: &Ctx) -> ApiResult<()> {
+    if matches!(
+        ctx.info.subresource.as_str(),
+        "proxy" | "log" | "exec" | "attach" | "portforward"
+    ) {
+        // Connect subresources pass their query on (or parse their own).
+        return Ok(());
+    }
+    let int = |k: &str| -> ApiResult<()> {
+        if let Some(v) = ctx.q(k) {
+            if v.parse::<i64>().is_err() {
+                return Err(ApiError::bad_request(format!(
+                    "invalid value {v:?} for query parameter {k}: must be an integer"
+                )));
+            }
+        }
+        Ok(())
+    };
+    int("gracePeriodSeconds")?;
+    int("timeoutSeconds")?;
+    if let Some(l) = ctx.q("limit") {
+        if l.parse::<i64>().map_or(true, |n| n < 0) {
+            return Err(ApiError::bad_request(format!(
+                "invalid value {l:?} for query parameter limit: must be a non-negative integer"
+            )));
+        }
+    }
+    if let Some(t) = ctx.q("timeoutSeconds") {
+        if t.parse::<i64>().is_ok_and(|n| n < 0) {
+            return Err(ApiError::bad_request(format!(
+                "invalid value {t:?} for query parameter timeoutSeconds: must be a non-negative integer"
+            )));
+        }
+    }
+    for k in [
+        "watch",
+        "allowWatchBookmarks",
+        "sendInitialEvents",
+        "orphanDependents",
+        "force",
+    ] {
+        if let Some(v) = ctx.q(k) {
+            if !matches!(v, "" | "true" | "false" | "1" | "0" | "True" | "False") {
+                return Err(ApiError::bad_request(format!(
+                    "invalid value {v:?} for query parameter {k}: must be a boolean"
+                )));
+            }
+        }
+    }
+    if let Some(rv) = ctx.q("resourceVersion").filter(|r| !r.is_empty()) {
+        if rv.parse::<u64>().is_err() {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersion: Invalid value: {rv:?}: must be a non-negative integer"
+            )));
+        }
+    }
+    if let Some(m) = ctx.q("resourceVersionMatch").filter(|m| !m.is_empty()) {
+        if !matches!(m, "NotOlderThan" | "Exact") {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""
+            )));
+        }
+        if ctx.q("resourceVersion").unwrap_or("").is_empty() {
+            return Err(ApiError::bad_request(
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+    }
+    if let Some(d) = ctx.q("dryRun").filter(|d| !d.is_empty()) {
+        if d != "All" {
+            return Err(ApiError::bad_request(format!(
+                "dryRun: Unsupported value: {d:?}: supported values: \"All\""
+            )));
+        }
+    }
+    if let Some(f) = ctx.q("fieldValidation").filter(|f| !f.is_empty()) {
+        if !matches!(f, "Strict" | "Warn" | "Ignore") {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation: Unsupported value: {f:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+            )));
+        }
+    }
+    if let Some(c) = ctx.q("continue").filter(|c| !c.is_empty()) {
+        decode_continue(c)?;
+        if ctx
+            .q("resourceVersion")
+            .is_some_and(|r| !r.is_empty() && r != "0")
+        {
+            return Err(ApiError::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
+        }
+    }
+    if let Some(m) = ctx.q("fieldManager") {
+        if m.chars().count() > 128 {
+            return Err(ApiError::bad_request(
+                "fieldManager: Too long: may not be more than 128 bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// 400 for a built-in object that does not decode into its k8s-openapi type
+/// (kube-apiserver's `<Kind> in version "<v>" cannot be handled as a <Kind>`).
+fn typed_check(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
+    if ctx.crd.is_some() || ctx.res.custom {
+        return Ok(());
+    }
+    // `null` members decode as zero values (Go semantics) and are not stored.
+    typed::strip_nulls(obj);
+    match typed::check_object(&ctx.res.group, &ctx.res.version, &ctx.res.kind, obj) {
+        Some(Err(e)) => Err(ApiError::bad_request(typed::cannot_handle(
+            &ctx.res.kind,
+            &ctx.res.version,
+            &e,
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// 400 for an options or subresource body that does not decode into its type.
+pub fn typed_body_check(group: &str, kind: &str, body: &Value) -> ApiResult<()> {
+    match typed::check_body(group, kind, body) {
+        Some(Err(e)) => {
+            let version = body
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .map(|av| av.rsplit('/').next().unwrap_or(av))
+                .unwrap_or("v1");
+            Err(ApiError::bad_request(typed::cannot_handle(
+                kind, version, &e,
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reads, parses and type-checks a request body, then hands the request on
+/// with the same bytes. `empty_ok` lets an empty body through.
+async fn precheck_body(
+    req: Request,
+    group: &str,
+    kind: &str,
+    empty_ok: bool,
+) -> ApiResult<Request> {
+    let ct = content_type(&req);
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body).await?;
+    if !(empty_ok && bytes.is_empty()) {
+        let v = parse_body(&ct, &bytes)?;
+        typed_body_check(group, kind, &v)?;
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
+/// Type-checks the body of a subresource write (Eviction, TokenRequest,
+/// Binding, Scale, finalize, ephemeralcontainers).
+async fn precheck_subresource_body(ctx: &Ctx, req: Request) -> ApiResult<Request> {
+    let target = match (ctx.info.subresource.as_str(), ctx.info.verb.as_str()) {
+        ("eviction", "create") => Some(("policy", "Eviction", false)),
+        ("token", "create") => Some(("authentication.k8s.io", "TokenRequest", true)),
+        ("binding", "create") => Some(("", "Binding", false)),
+        ("scale", "update") => Some(("autoscaling", "Scale", false)),
+        ("finalize", "update") => Some(("", "Namespace", false)),
+        ("ephemeralcontainers", "update") => Some(("", "Pod", false)),
+        _ => None,
+    };
+    match target {
+        Some((g, k, empty_ok)) => precheck_body(req, g, k, empty_ok).await,
+        None if ctx.info.subresource == "scale" && ctx.info.verb == "patch" => {
+            let neutral = json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {},
+                                 "spec": {"replicas": 0}, "status": {"replicas": 0}});
+            precheck_patch(req, neutral, "autoscaling", "Scale").await
+        }
+        None if ctx.info.subresource == "ephemeralcontainers" && ctx.info.verb == "patch" => {
+            let neutral = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {},
+                                 "spec": {"containers": [], "ephemeralContainers": []}});
+            precheck_patch(req, neutral, "", "Pod").await
+        }
+        None => Ok(req),
+    }
+}
+
+/// A patch of a subresource whose handler patches a view of the object
+/// (`/scale`, `/ephemeralcontainers`) must leave something that decodes
+/// (`replicas: "x"` is a 400, not a scale to zero): the patch is tried on a
+/// neutral object of the kind first.
+async fn precheck_patch(
+    req: Request,
+    neutral: Value,
+    group: &str,
+    kind: &str,
+) -> ApiResult<Request> {
+    let ct = content_type(&req);
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body).await?;
+    let c = ct.split(';').next().unwrap_or("").trim();
+    let p: Value = if c.contains("yaml") {
+        serde_yaml::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+    };
+    let tried = match c {
+        "application/json-patch+json" => patch::json_patch(&neutral, &p).ok(),
+        _ if p.is_object() => patch::merge_patch(&neutral, &p).ok(),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version \"v1\" cannot be handled as a {kind}: the patch must be a JSON object"
+            )))
+        }
+    };
+    if let Some(v) = tried {
+        if !v.is_object() {
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version \"v1\" cannot be handled as a {kind}: the patched object must be a JSON object"
+            )));
+        }
+        typed_body_check(group, kind, &v)?;
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
 /// Dispatches a resource request to its verb handler.
 pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
     let verb = ctx.info.verb.clone();
+    validate_query(&ctx)?;
     if ctx.res.namespaced && ctx.info.namespace.is_none() && verb != "list" && verb != "watch" {
         return Err(ApiError::no_route(&ctx.info.path));
     }
@@ -163,6 +393,7 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
         return Err(ApiError::no_route(&ctx.info.path));
     }
     if !ctx.info.subresource.is_empty() {
+        let req = precheck_subresource_body(&ctx, req).await?;
         return super::subresources::route(ctx, req).await;
     }
     if matches!(
@@ -172,12 +403,15 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
         if verb != "create" {
             return Err(ApiError::method_not_allowed(&verb, &ctx.res.plural));
         }
+        let (group, kind) = (ctx.res.group.clone(), ctx.res.kind.clone());
+        let req = precheck_body(req, &group, &kind, false).await?;
         return super::subresources::review(ctx, req).await;
     }
     if ctx.res.group.is_empty() && ctx.res.kind == "Binding" && verb == "create" {
         let ct = content_type(&req);
         let body = read_body(req.into_body()).await?;
         let b = parse_body(&ct, &body)?;
+        typed_body_check("", "Binding", &b)?;
         let pod = objects::name(&b).to_string();
         return super::subresources::bind(&ctx, &pod, &b).await;
     }
@@ -281,13 +515,17 @@ pub struct ListFilter {
 impl ListFilter {
     /// Parses labelSelector and fieldSelector.
     pub fn parse(ctx: &Ctx) -> ApiResult<Self> {
-        let labels =
-            match ctx.q("labelSelector").filter(|s| !s.trim().is_empty()) {
-                Some(s) => Some(selector::LabelSelector::parse(s).map_err(|e| {
-                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
-                })?),
-                None => None,
-            };
+        let labels = match ctx.q("labelSelector").filter(|s| !s.trim().is_empty()) {
+            Some(s) => Some(selector::LabelSelector::parse(s).map_err(|e| {
+                let msg = e.to_string();
+                if msg.starts_with("unable to parse requirement") {
+                    ApiError::bad_request(msg)
+                } else {
+                    ApiError::bad_request(format!("unable to parse requirement: {msg}"))
+                }
+            })?),
+            None => None,
+        };
         let fields = match ctx.q("fieldSelector").filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(
                 selector::FieldSelector::parse(s, &ctx.res.group, &ctx.res.plural)
@@ -328,6 +566,17 @@ struct ContinueToken {
     start: String,
 }
 
+fn decode_continue(c: &str) -> ApiResult<ContinueToken> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+        })
+}
+
 /// Lists objects with selectors and pagination.
 pub async fn list_objects(ctx: &Ctx) -> ApiResult<(Vec<Value>, u64, Option<String>, usize)> {
     use base64::Engine;
@@ -342,11 +591,12 @@ pub async fn list_objects(ctx: &Ctx) -> ApiResult<(Vec<Value>, u64, Option<Strin
     let mut start: Option<String> = None;
     let mut token_rv = None;
     if let Some(c) = ctx.q("continue").filter(|c| !c.is_empty()) {
-        let tok: ContinueToken = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(c)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+        let tok = decode_continue(c)?;
+        if !tok.start.starts_with(&prefix) {
+            return Err(ApiError::bad_request(
+                "continue key is not valid: the continue token is for a different resource",
+            ));
+        }
         start = Some(tok.start);
         token_rv = Some(tok.rv);
     }
@@ -591,8 +841,10 @@ fn merge_string_data(obj: &mut Value) {
     }
 }
 
-/// Checks the namespace exists and is not terminating before creating in it.
-async fn check_namespace(ctx: &Ctx, ns: &str) -> ApiResult<()> {
+/// NamespaceLifecycle on create: the namespace must exist (404
+/// `namespaces "x" not found`) and not be terminating (403 with cause
+/// NamespaceTerminating), as kube-apiserver's admission plugin answers.
+async fn check_namespace(ctx: &Ctx, ns: &str, name: &str) -> ApiResult<()> {
     let key = format!("/registry/core/namespaces/{ns}");
     let Some(kv) = ctx.state.store.get(&key).await? else {
         let nsres = ctx
@@ -604,10 +856,21 @@ async fn check_namespace(ctx: &Ctx, ns: &str) -> ApiResult<()> {
     };
     let obj = decode(&kv)?;
     if obj.pointer("/metadata/deletionTimestamp").is_some() {
-        return Err(ApiError::forbidden(format!(
-            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-            ctx.res.plural, ""
-        )));
+        let qualified = if ctx.res.group.is_empty() {
+            ctx.res.plural.clone()
+        } else {
+            format!("{}.{}", ctx.res.plural, ctx.res.group)
+        };
+        let mut err = ApiError::forbidden(format!(
+            "{qualified} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated"
+        ));
+        let mut details = json!({"name": name, "kind": ctx.res.plural,
+            "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]});
+        if !ctx.res.group.is_empty() {
+            details["group"] = json!(ctx.res.group);
+        }
+        err.details = Some(details);
+        return Err(err);
     }
     Ok(())
 }
@@ -621,6 +884,7 @@ async fn create_inner(ctx: &Ctx, mut obj: Value, manager: Option<&str>) -> ApiRe
     check_type(ctx, &obj)?;
     let warnings = field_validation(ctx, &mut obj)?;
     stamp_kind(ctx, &mut obj);
+    typed_check(ctx, &mut obj)?;
     let ns = ctx.ns().map(String::from);
     {
         let meta = meta_mut(&mut obj);
@@ -669,7 +933,7 @@ async fn create_inner(ctx: &Ctx, mut obj: Value, manager: Option<&str>) -> ApiRe
         }
     }
     if let Some(ns) = &ns {
-        check_namespace(ctx, ns).await?;
+        check_namespace(ctx, ns, objects::name(&obj)).await?;
     }
     let uid = uuid::Uuid::new_v4().to_string();
     {
@@ -679,6 +943,9 @@ async fn create_inner(ctx: &Ctx, mut obj: Value, manager: Option<&str>) -> ApiRe
     }
     prepare_create(ctx, &mut obj, &uid).await?;
     admit(ctx, &mut obj, None)?;
+    typed_check(ctx, &mut obj)?;
+    // Held until the object is stored, so quota usage cannot overshoot.
+    let _quota = crate::admission::admit_create(ctx, &mut obj).await?;
     if obj.get("spec").is_some() || ctx.res.custom {
         meta_mut(&mut obj).insert("generation".into(), json!(1));
     }
@@ -824,9 +1091,23 @@ fn merge_update(ctx: &Ctx, new: &mut Value, old: &Value, sub: &str) -> ApiResult
             }
         }
     }
-    if ctx.res.has_subresource("status")
-        && !(ctx.res.group.is_empty() && ctx.res.kind == "Namespace")
-    {
+    if is_namespace(ctx) && ctx.info.subresource != "finalize" {
+        // Only namespaces/finalize changes spec.finalizers.
+        match old.pointer("/spec/finalizers") {
+            Some(f) => {
+                if !new.get("spec").is_some_and(Value::is_object) {
+                    new["spec"] = json!({});
+                }
+                new["spec"]["finalizers"] = f.clone();
+            }
+            None => {
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+    }
+    if ctx.res.has_subresource("status") {
         match old.get("status") {
             Some(s) => new["status"] = s.clone(),
             None => {
@@ -886,6 +1167,9 @@ pub async fn write_update(
     } else {
         vec![]
     };
+    // Decode first, as kube-apiserver does: a wrong type is a 400 before
+    // anything of the old object is merged in.
+    typed_check(ctx, &mut new)?;
     merge_update(ctx, &mut new, old, sub)?;
     if !new
         .get("metadata")
@@ -915,6 +1199,7 @@ pub async fn write_update(
     } else {
         admit(ctx, &mut new, Some(old))?;
     }
+    typed_check(ctx, &mut new)?;
     if track {
         let av = ctx.res.api_version();
         patch::track_update(
@@ -934,7 +1219,11 @@ pub async fn write_update(
         return Ok((new, warnings));
     }
     let deleting = new.pointer("/metadata/deletionTimestamp").is_some();
-    if deleting && objects::finalizers(&new).is_empty() && !is_graceful_pod(ctx, &new) {
+    if deleting
+        && objects::finalizers(&new).is_empty()
+        && !is_graceful_pod(ctx, &new)
+        && !(is_namespace(ctx) && has_spec_finalizers(&new))
+    {
         let kv = match ctx.state.store.delete(&ctx.key(), Some(expected)).await {
             Ok(kv) => kv,
             Err(rkube_store::Error::Conflict { .. }) => {
@@ -965,6 +1254,21 @@ pub async fn write_update(
     crate::hooks::after_update(ctx, &new).await;
     Ok((new, warnings))
 }
+
+fn is_namespace(ctx: &Ctx) -> bool {
+    ctx.res.group.is_empty() && ctx.res.kind == "Namespace"
+}
+
+/// A namespace whose `spec.finalizers` still lists something (the namespace
+/// controller removes `kubernetes` through `namespaces/finalize`).
+fn has_spec_finalizers(ns: &Value) -> bool {
+    ns.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+}
+
+/// Namespaces the NamespaceLifecycle admission plugin never lets go.
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 /// A pod bound to a node whose graceful deletion the node agent completes.
 fn is_graceful_pod(ctx: &Ctx, obj: &Value) -> bool {
@@ -1067,9 +1371,18 @@ pub async fn patch_object(
             other => return Err(ApiError::unsupported_media(other)),
         }
         .map_err(|e| patch_error(ctx, e))?;
+        if !new.is_object() || !new.get("metadata").is_none_or(Value::is_object) {
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: the patched object must be a JSON object with an object metadata",
+                ctx.res.kind, ctx.res.version, ctx.res.kind
+            )));
+        }
+        // The patched object is decoded as it stands (a JSON patch may set
+        // server fields to wrong types too).
+        let mut new = new;
+        typed_check(ctx, &mut new)?;
         // A patch that carries a resourceVersion is a precondition; otherwise
         // the current version is used and races are retried.
-        let mut new = new;
         let explicit_rv = patch_doc.pointer("/metadata/resourceVersion").is_some();
         if !explicit_rv {
             objects::set_rv(&mut new, kv.mod_revision);
@@ -1115,35 +1428,61 @@ pub struct DeleteOpts {
     propagation: Option<String>,
     precondition_uid: Option<String>,
     precondition_rv: Option<String>,
+    /// dryRun: ["All"] in the body.
+    dry_run: bool,
 }
 
 /// Parses DeleteOptions from a body and the query.
 pub fn delete_opts_from(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOpts> {
     let mut o = DeleteOpts::default();
-    if !body.is_empty() {
+    if !body.iter().all(u8::is_ascii_whitespace) {
         let v: Value = if body.starts_with(rkube_protobuf::MAGIC) {
             rkube_protobuf::decode_object(body, Some(("meta.k8s.io/v1", "DeleteOptions")))
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         } else {
-            serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+            serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the body of the request was not valid DeleteOptions: {e}"
+                ))
+            })?
         };
-        o.grace = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-        o.propagation = v
-            .get("propagationPolicy")
+        let version = v
+            .get("apiVersion")
             .and_then(Value::as_str)
-            .map(String::from);
-        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+            .map(|av| av.rsplit('/').next().unwrap_or(av).to_string())
+            .unwrap_or_else(|| "v1".into());
+        let d = typed::delete_options(&v).map_err(|e| {
+            ApiError::bad_request(typed::cannot_handle("DeleteOptions", &version, &e))
+        })?;
+        if let Some(k) = d.kind.as_deref().filter(|k| !k.is_empty()) {
+            if k != "DeleteOptions" {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind (DeleteOptions)"
+                )));
+            }
+        }
+        for dr in d.dry_run.iter().flatten() {
+            if dr != "All" {
+                return Err(ApiError::bad_request(format!(
+                    "dryRun: Unsupported value: {dr:?}: supported values: \"All\""
+                )));
+            }
+        }
+        o.grace = d.grace_period_seconds;
+        o.propagation = d.propagation_policy;
+        if d.orphan_dependents == Some(true) {
+            if o.propagation.is_some() {
+                return Err(ApiError::bad_request(
+                    "propagationPolicy: Invalid value: \"\": orphanDependents and deletionPropagation cannot be both set",
+                ));
+            }
             o.propagation = Some("Orphan".into());
         }
-        o.precondition_uid = v
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(String::from);
-        o.precondition_rv = v
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .map(String::from);
+        if let Some(p) = d.preconditions {
+            o.precondition_uid = p.uid;
+            o.precondition_rv = p.resource_version;
+        }
+        o.dry_run = d.dry_run.is_some_and(|d| d.iter().any(|x| x == "All"));
     }
     if let Some(g) = ctx.q("gracePeriodSeconds") {
         o.grace = Some(
@@ -1183,6 +1522,13 @@ pub async fn delete_one(
     opts: &DeleteOpts,
 ) -> ApiResult<(StatusCode, Option<Value>)> {
     let name = objects::name(&obj).to_string();
+    if is_namespace(ctx) && IMMORTAL_NAMESPACES.contains(&name.as_str()) {
+        let mut err = ApiError::forbidden(format!(
+            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+        ));
+        err.details = Some(json!({"name": name, "kind": "namespaces"}));
+        return Err(err);
+    }
     if let Some(uid) = &opts.precondition_uid {
         let have = meta_str(&obj, "uid").unwrap_or("");
         if have != uid {
@@ -1243,9 +1589,18 @@ pub async fn delete_one(
     } else {
         0
     };
-    if ctx.dry_run() {
+    if ctx.dry_run() || opts.dry_run {
         return Ok((StatusCode::OK, Some(obj)));
     }
+    if is_ns && already && has_spec_finalizers(&obj) {
+        return Err(ApiError::conflict(
+            &ctx.res,
+            &name,
+            "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.",
+        ));
+    }
+    // A namespace without spec.finalizers goes like any other object.
+    let is_ns = is_ns && has_spec_finalizers(&obj);
     if finalizers.is_empty() && grace == 0 && !is_ns {
         let kv = match ctx.state.store.delete(&kv.key, Some(kv.mod_revision)).await {
             Ok(kv) => kv,
@@ -1285,7 +1640,10 @@ pub async fn delete_one(
         }
     }
     if is_ns {
-        obj["status"] = json!({"phase": "Terminating"});
+        if !obj.get("status").is_some_and(Value::is_object) {
+            obj["status"] = json!({});
+        }
+        obj["status"]["phase"] = json!("Terminating");
     }
     if is_pod && grace == 0 && finalizers.is_empty() {
         let kv = ctx
@@ -1311,7 +1669,9 @@ pub async fn delete_one(
         })?;
     objects::set_rv(&mut obj, new_kv.mod_revision);
     if is_ns {
-        crate::hooks::finalize_namespace(ctx.state.clone(), name.clone());
+        // The namespace controller empties it and calls namespaces/finalize;
+        // kube-apiserver answers 200 with the terminating namespace.
+        return Ok((StatusCode::OK, Some(obj)));
     }
     Ok((StatusCode::ACCEPTED, Some(obj)))
 }

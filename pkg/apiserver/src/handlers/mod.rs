@@ -82,10 +82,24 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let resp = match handle(state, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
+    // A panic in a handler must not drop the connection: answer 500 with a
+    // Status instead (and log it).
+    let resp =
+        match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(handle(state, req)))
+            .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => e.into_response(),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!("{method} {path}: handler panicked: {what}");
+                ApiError::internal("the server could not handle the request").into_response()
+            }
+        };
     tracing::debug!(
         "{method} {path} {} {:?}",
         resp.status().as_u16(),

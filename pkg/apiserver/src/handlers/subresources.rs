@@ -66,8 +66,13 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
             let ev = parse_body(&ct, &body)?;
             let opts = ev.get("deleteOptions").cloned().unwrap_or(json!({}));
             let (kv, obj) = load(&ctx).await?;
+            let dry = ctx.dry_run()
+                || opts
+                    .get("dryRun")
+                    .is_some_and(|d| d.as_array().is_some_and(|a| !a.is_empty()));
             let opts_bytes = serde_json::to_vec(&opts).unwrap_or_default();
             let o = crud::delete_opts_from(&ctx, &opts_bytes)?;
+            crate::admission::eviction::admit(&ctx, &obj, dry).await?;
             crud::delete_one(&ctx, kv, obj, &o).await?;
             Ok(json_response(StatusCode::CREATED, &success_status(None)))
         }

@@ -87,6 +87,15 @@ pub enum VolumeError {
     /// A volume type or option the node agent does not support.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A persistentVolumeClaim volume whose claim is missing, unbound, or
+    /// bound to a volume the node cannot mount (upstream's wording).
+    #[error("error processing PVC {claim}: {reason}")]
+    Claim {
+        /// `namespace/name` of the claim.
+        claim: String,
+        /// Why it cannot be mounted yet.
+        reason: String,
+    },
     /// A volumeMount names a volume the pod does not have.
     #[error("cannot find volume {volume:?} to mount into container {container:?}")]
     UnknownVolume {
@@ -202,6 +211,8 @@ pub struct VolumeManager {
     memory_backed: bool,
     node_allocatable: Mutex<BTreeMap<String, Quantity>>,
     tokens: Mutex<HashMap<TokenKey, CachedToken>>,
+    /// Reads PersistentVolumeClaims and PersistentVolumes (None in tests).
+    client: Option<kube::Client>,
 }
 
 impl std::fmt::Debug for VolumeManager {
@@ -220,7 +231,9 @@ impl VolumeManager {
     /// A manager keeping pod directories under `root/pods`, reading objects
     /// and issuing tokens through `client`; `cluster_ca_pem` becomes ca.crt.
     pub fn new(root: PathBuf, client: kube::Client, cluster_ca_pem: String) -> Self {
-        Self::with_objects(root, Arc::new(KubeObjects(client)), cluster_ca_pem)
+        let mut m = Self::with_objects(root, Arc::new(KubeObjects(client.clone())), cluster_ca_pem);
+        m.client = Some(client);
+        m
     }
 
     pub(crate) fn with_objects(
@@ -236,6 +249,7 @@ impl VolumeManager {
             memory_backed: nix::unistd::geteuid().is_root(),
             node_allocatable: Mutex::new(BTreeMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            client: None,
         }
     }
 
@@ -340,9 +354,16 @@ impl VolumeManager {
                 read_only: false,
             });
         }
+        if let Some(pvc) = &vol.persistent_volume_claim {
+            let path = self.claim_path(namespace(pod), &pvc.claim_name).await?;
+            return Ok(VolumeSource::Dir {
+                host_path: path,
+                read_only: pvc.read_only.unwrap_or(false),
+            });
+        }
         let Some((plugin, memory)) = rendered_plugin(vol) else {
             return Err(VolumeError::Unsupported(format!(
-                "volume {:?}: only emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes are supported",
+                "volume {:?}: only emptyDir, hostPath, persistentVolumeClaim, configMap, secret, downwardAPI and projected volumes are supported",
                 vol.name
             )));
         };
@@ -352,6 +373,71 @@ impl VolumeManager {
             host_path: dir,
             read_only: true,
         })
+    }
+
+    /// The host directory of the hostPath or local PersistentVolume bound
+    /// to claim `ns/name`; an error (retried by the pod worker) while the
+    /// claim is missing or unbound.
+    async fn claim_path(&self, ns: &str, name: &str) -> Result<PathBuf> {
+        use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+        let claim = format!("{ns}/{name}");
+        let err = |reason: String| VolumeError::Claim {
+            claim: claim.clone(),
+            reason,
+        };
+        let Some(client) = &self.client else {
+            return Err(err("no API client".into()));
+        };
+        let pvc = kube::Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+            .get_opt(name)
+            .await?
+            .ok_or_else(|| {
+                err(format!(
+                    "failed to fetch PVC from API server: persistentvolumeclaims \"{name}\" not found"
+                ))
+            })?;
+        if pvc.metadata.deletion_timestamp.is_some() {
+            return Err(err("PVC is being deleted".into()));
+        }
+        let phase = pvc.status.as_ref().and_then(|s| s.phase.as_deref());
+        let pv_name = pvc
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_name.as_deref())
+            .filter(|v| !v.is_empty());
+        let (Some("Bound"), Some(pv_name)) = (phase, pv_name) else {
+            return Err(err("PVC is not bound".into()));
+        };
+        let pv = kube::Api::<PersistentVolume>::all(client.clone())
+            .get_opt(pv_name)
+            .await?
+            .ok_or_else(|| {
+                err(format!(
+                    "failed to fetch PV {pv_name} from API server: persistentvolumes \"{pv_name}\" not found"
+                ))
+            })?;
+        let spec = pv.spec.unwrap_or_default();
+        if let Some(hp) = spec.host_path {
+            let path = PathBuf::from(&hp.path);
+            let ty = hp.type_.as_deref().unwrap_or("");
+            // Provisioned and static hostPath volumes are directories;
+            // create a missing one as DirectoryOrCreate would.
+            let ty = if ty.is_empty() && !path.exists() {
+                "DirectoryOrCreate"
+            } else {
+                ty
+            };
+            hostpath::check_host_path(&path, ty)?;
+            return Ok(path);
+        }
+        if let Some(local) = spec.local {
+            let path = PathBuf::from(&local.path);
+            hostpath::check_host_path(&path, "Directory")?;
+            return Ok(path);
+        }
+        Err(VolumeError::Unsupported(format!(
+            "persistent volume {pv_name:?}: only hostPath and local volumes are supported"
+        )))
     }
 
     fn write_rendered(
