@@ -7,6 +7,8 @@ pub mod crd;
 pub mod discovery;
 pub mod openapi;
 pub mod patch;
+pub mod quantity;
+pub mod quota;
 pub mod resource;
 pub mod selector;
 pub mod table;

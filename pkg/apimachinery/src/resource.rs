@@ -168,6 +168,12 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
         info::<apps::ControllerRevision>(&[], &[], &[], a),
         info::<batch::Job>(&[], &["all"], &["status"], a),
         info::<batch::CronJob>(&["cj"], &["all"], &["status"], a),
+        info::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(
+            &["hpa"],
+            &["all"],
+            &["status"],
+            a,
+        ),
         info::<coord::Lease>(&[], &[], &[], a),
         info::<disc::EndpointSlice>(&[], &[], &[], a),
         info::<ev::Event>(&["ev"], &[], &[], a),

@@ -212,6 +212,7 @@ pub fn check_object(
         ("authentication.k8s.io", "v1", "TokenReview") => authn::TokenReview,
         ("authentication.k8s.io", "v1", "TokenRequest") => authn::TokenRequest,
         ("autoscaling", "v1", "Scale") => autoscaling::Scale,
+        ("autoscaling", "v2", "HorizontalPodAutoscaler") => k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
     )
 }
 

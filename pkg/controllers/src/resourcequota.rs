@@ -2,7 +2,7 @@
 //! `status.used` is recomputed from the objects in the namespace whenever
 //! a counted object changes and at every resync. Usage rules (what a pod,
 //! claim, service... counts, scopes) are shared with the API server's
-//! quota admission (`rkube_apiserver::admission::quota`).
+//! quota admission (`rkube_apimachinery::quota`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,8 +16,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, Controller};
 use kube::{Api, ResourceExt};
-use rkube_apiserver::admission::quantity::Quantity;
-use rkube_apiserver::admission::quota::{self, ResourceList};
+use rkube_apimachinery::quantity::Quantity;
+use rkube_apimachinery::quota::{self, ResourceList};
 use serde_json::{json, Value};
 
 use crate::{Context, Error, Result, Shutdown};

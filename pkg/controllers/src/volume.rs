@@ -33,7 +33,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Resource, ResourceExt};
-use rkube_apiserver::admission::quantity::Quantity;
+use rkube_apimachinery::quantity::Quantity;
 use serde_json::json;
 
 use crate::disruption::REPEATS;

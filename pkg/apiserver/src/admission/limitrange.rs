@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::quantity::Quantity;
-use super::quota::{parse_list, pod_requests_limits, ResourceList};
+use rkube_apimachinery::quantity::Quantity;
+use rkube_apimachinery::quota::{parse_list, pod_requests_limits, ResourceList};
 
 /// The annotation recording what the plugin set.
 pub const ANNOTATION: &str = "kubernetes.io/limit-ranger";

@@ -9,13 +9,13 @@
 
 pub mod eviction;
 pub mod limitrange;
-pub mod quantity;
-pub mod quota;
 
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
+
+use rkube_apimachinery::quota;
 
 use crate::handlers::Ctx;
 use crate::status::{ApiError, ApiResult};

@@ -989,7 +989,8 @@ async fn prepare_create(ctx: &Ctx, obj: &mut Value, uid: &str) -> ApiResult<()> 
     let has_status_sub = ctx.res.has_subresource("status");
     match (ctx.res.group.as_str(), ctx.res.kind.as_str()) {
         ("", "Pod") => {
-            obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+            obj["status"] =
+                json!({"phase": "Pending", "qosClass": rkube_apimachinery::quota::qos_class(obj)});
         }
         ("", "Namespace") => {}
         ("", "Node") => {}
@@ -1009,45 +1010,6 @@ async fn prepare_create(ctx: &Ctx, obj: &mut Value, uid: &str) -> ApiResult<()> 
         _ => {}
     }
     Ok(())
-}
-
-/// QoS class of a pod spec (Guaranteed, Burstable, BestEffort).
-pub fn qos_class(pod: &Value) -> &'static str {
-    let mut any = false;
-    let mut guaranteed = true;
-    let containers = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .chain(
-            pod.pointer("/spec/initContainers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
-        );
-    for c in containers {
-        let req = c.pointer("/resources/requests").and_then(Value::as_object);
-        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
-        if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
-            any = true;
-        }
-        for r in ["cpu", "memory"] {
-            let l = lim.and_then(|l| l.get(r));
-            let q = req.and_then(|q| q.get(r)).or(l);
-            if l.is_none() || q != l {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
 }
 
 /// Carries server-owned fields from `old` into `new` and bumps generation.

@@ -1,9 +1,6 @@
-//! Resource quantities with exact arithmetic for admission (quota sums,
-//! LimitRange comparisons): parsed into nano-units with their format kept,
+//! Resource quantities with exact arithmetic (quota sums, LimitRange
+//! comparisons, QoS): parsed into nano-units with their format kept,
 //! printed in canonical form as apimachinery's `Quantity.String()` does.
-//!
-//! (pkg/apimachinery only has a crate-private `f64` parser, which cannot
-//! add exactly nor print canonically.)
 
 use std::cmp::Ordering;
 use std::fmt;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::quantity::Quantity;
+use crate::quantity::Quantity;
 
 /// Resource name → quantity.
 pub type ResourceList = BTreeMap<String, Quantity>;
@@ -477,6 +477,21 @@ mod tests {
 
     fn list(v: Value) -> ResourceList {
         parse_list(Some(&v))
+    }
+
+    #[test]
+    fn qos_compares_quantities_not_strings() {
+        let pod = |req: &str, lim: &str| {
+            json!({"spec": {"containers": [{"name": "a", "resources": {
+                "requests": {"cpu": req, "memory": "64Mi"},
+                "limits": {"cpu": lim, "memory": "64Mi"}}}]}})
+        };
+        assert_eq!(qos_class(&pod("1000m", "1")), "Guaranteed");
+        assert_eq!(qos_class(&pod("500m", "1")), "Burstable");
+        assert_eq!(
+            qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})),
+            "BestEffort"
+        );
     }
 
     #[test]
