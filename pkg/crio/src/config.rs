@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rkube_host::which;
 use rkube_imagestore::Registries;
 
 /// One RuntimeClass handler: an OCI runtime binary and its state root.
@@ -36,9 +37,6 @@ pub struct CrioConfig {
     /// Registry mirrors and plain-HTTP registries.
     pub registries: Registries,
 }
-
-/// Finds `name` on PATH and in the system binary directories.
-pub use rkube_runtime::host::which;
 
 impl CrioConfig {
     /// Defaults for a profile directory: state under `<profile>/crio`, the

@@ -2,10 +2,10 @@
 //! start [`pipeline`](crate::pipeline), then waits for SIGTERM or SIGINT and
 //! shuts the API server down gracefully, removing its pid file.
 
+use rkube_host::{pidfile, PidFile};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::console::Reporter;
-use crate::pidfile;
 use crate::pipeline::{self, Context, Step};
 use crate::profile::Profile;
 use crate::{Error, Result};
@@ -50,7 +50,7 @@ async fn shutdown(ctx: &mut Context) {
     // Dropping the last handle closes the embedded store (flushes its writer).
     ctx.store.take();
     let pid_file = ctx.profile.pid_file();
-    if let Ok(Some(f)) = pidfile::PidFile::read(&pid_file) {
+    if let Ok(Some(f)) = PidFile::read(&pid_file) {
         if f.pid == std::process::id() as i32 {
             if let Err(e) = pidfile::remove(&pid_file) {
                 tracing::warn!(error = %e, "cannot remove pid file");

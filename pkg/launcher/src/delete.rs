@@ -1,9 +1,9 @@
 //! `rkube delete`: stop the profile, remove its directory and its entries
 //! from the user's kubeconfig.
 
-use crate::pidfile::Procfs;
 use crate::profile::Profile;
 use crate::{stop, Error, Result};
+use rkube_host::Procfs;
 
 /// Stops and deletes `profile`; returns whether its directory existed.
 pub fn delete(profile: &Profile, kubeconfig: &std::path::Path) -> Result<bool> {
@@ -12,7 +12,7 @@ pub fn delete(profile: &Profile, kubeconfig: &std::path::Path) -> Result<bool> {
         stop::stop(profile, &Procfs::default(), stop::GRACE)?;
         remove_runtime_state(profile);
         // Pod volumes (tmpfs for secrets and tokens) live under the profile too.
-        if let Err(e) = rkube_runtime::unmount_under(profile.dir()) {
+        if let Err(e) = rkube_host::mount::unmount_under(profile.dir()) {
             tracing::warn!("unmounting pod volumes: {e}");
         }
         std::fs::remove_dir_all(profile.dir()).map_err(Error::io("remove", profile.dir()))?;

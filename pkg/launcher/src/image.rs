@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use rkube_runtime::{Containerd, ImageSummary};
 
-use crate::pidfile::Procfs;
 use crate::profile::{ContainerRuntime, Profile};
+use rkube_host::Procfs;
 
 /// Errors of the image verbs.
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +162,8 @@ pub fn store(profile_name: &str) -> Result<Backend> {
 pub fn store_in(profile: &Profile, procfs: &Procfs) -> Result<Backend> {
     let config = profile.require_config()?;
     if procfs
-        .running(&profile.pid_file(), profile.dir())?
+        .running(&profile.pid_file(), profile.dir())
+        .map_err(crate::Error::from)?
         .is_none()
     {
         return Err(Error::NotRunning(profile.name().to_string()));
@@ -431,8 +432,8 @@ mod tests {
 
     #[test]
     fn requires_a_running_containerd_profile() {
-        use crate::pidfile::PidFile;
         use crate::profile::ProfileConfig;
+        use rkube_host::PidFile;
         let home = tempfile::tempdir().unwrap();
         let proc_root = home.path().join("proc");
         let procfs = Procfs::new(&proc_root);

@@ -15,7 +15,6 @@ pub mod list;
 pub mod logs;
 pub mod manifests;
 pub mod node;
-pub mod pidfile;
 pub mod pipeline;
 pub mod probe;
 pub mod profile;
@@ -159,21 +158,9 @@ pub enum Error {
     /// Building the HTTPS client for readiness probes failed.
     #[error("cannot build the readiness probe client (is the profile's pki/ca.crt valid?)")]
     ProbeClient(#[source] reqwest::Error),
-    /// Sending a signal failed.
-    #[error("cannot signal pid {pid}")]
-    Signal {
-        /// The process.
-        pid: i32,
-        /// Cause.
-        #[source]
-        source: nix::errno::Errno,
-    },
-    /// A process did not exit even after SIGKILL.
-    #[error("process {pid} did not exit after SIGKILL; kill it by hand")]
-    Unkillable {
-        /// The process.
-        pid: i32,
-    },
+    /// A host operation (pid file, process) failed.
+    #[error(transparent)]
+    Host(#[from] rkube_host::Error),
 }
 
 /// Result alias.

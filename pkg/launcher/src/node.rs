@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rkube_runtime::{Containerd, ContainerdOptions, Mirror};
+use rkube_host::Mirror;
+use rkube_runtime::{Containerd, ContainerdOptions};
 
 use crate::pipeline::Context;
 use crate::profile::{ContainerRuntime, Profile, ProfileConfig};
@@ -36,7 +37,7 @@ fn containerd_with(profile: &Profile, mirrors: &[Mirror], insecure: &[String]) -
     for host in insecure {
         if !mirrors.iter().any(|m| &m.host == host) {
             opts.registry_mirrors
-                .push(rkube_runtime::registry::insecure_host(host));
+                .push(rkube_host::registry::insecure_host(host));
         }
     }
     Containerd::new(opts)
@@ -92,7 +93,7 @@ pub async fn delete_crio(profile: &Profile) -> Result<()> {
         }
         Err(e) => tracing::warn!("{e}"),
     }
-    rkube_runtime::unmount_under(&dir).map_err(|e| Error::Node(e.to_string()))?;
+    rkube_host::mount::unmount_under(&dir).map_err(|e| Error::Node(e.to_string()))?;
     match std::fs::remove_dir_all(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", &dir)(e)),
         _ => Ok(()),

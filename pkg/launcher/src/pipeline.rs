@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rkube_apiserver::Running;
+use rkube_host::PidFile;
 use rkube_pki::{Pki, PkiOptions};
 use rkube_store::Store;
 
 use crate::console::Reporter;
-use crate::pidfile::PidFile;
 use crate::profile::{Datastore, Profile, ProfileConfig};
 use crate::{manifests, Error, Result, KUBERNETES_VERSION};
 
@@ -107,7 +107,7 @@ impl Step {
             Step::Kubeconfig => kubeconfig(ctx),
             Step::Store => open_store(ctx),
             Step::ApiServer => apiserver(ctx).await,
-            Step::PidFile => PidFile::current().write(&ctx.profile.pid_file()),
+            Step::PidFile => Ok(PidFile::current().write(&ctx.profile.pid_file())?),
             Step::Network => crate::node::network(ctx),
             Step::Runtime => crate::node::runtime(ctx).await,
             Step::PauseImage => crate::node::pause_image(ctx).await,

@@ -227,12 +227,12 @@ impl ProfileConfig {
     }
 
     /// The parsed registry mirrors.
-    pub fn mirrors(&self) -> std::result::Result<Vec<rkube_runtime::Mirror>, String> {
+    pub fn mirrors(&self) -> std::result::Result<Vec<rkube_host::Mirror>, String> {
         self.registry_mirrors
             .iter()
             .map(|m| {
                 m.parse()
-                    .map_err(|e: rkube_runtime::Error| format!("--registry-mirror {m:?}: {e}"))
+                    .map_err(|e: rkube_host::Error| format!("--registry-mirror {m:?}: {e}"))
             })
             .collect()
     }
