@@ -43,6 +43,11 @@ async fn shutdown(ctx: &mut Context) {
     for task in ctx.agents.drain(..) {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
     }
+    if let Some(mut backend) = ctx.backend.take() {
+        if let Err(e) = backend.stop().await {
+            tracing::warn!("stopping the container runtime: {e}");
+        }
+    }
     if let Some(api) = ctx.apiserver.take() {
         api.shutdown().await;
         tracing::info!("api server stopped");

@@ -1,12 +1,15 @@
 //! The rkube launcher: everything between the `rkube` command line and the
 //! components. It owns the on-disk profile layout, runs the ordered start
 //! [`pipeline`] (profile dirs → certificates → kubeconfig → store → API
-//! server → pid file) inside the detached daemon, and implements the
-//! `start`, `stop`, `delete`, `status` and `logs` verbs on top of it.
+//! server → pid file → network → container runtime → pause image →
+//! scheduler → node agent) inside the detached daemon, and implements the
+//! `start`, `stop`, `delete`, `status`, `logs` and `image` verbs on top of
+//! it. The container runtime is reached only through one [`backend::Backend`].
 //! Only this crate knows every component; only `cmd/rkube` knows this crate.
 
 use std::path::PathBuf;
 
+pub mod backend;
 pub mod console;
 pub mod daemon;
 pub mod delete;

@@ -12,6 +12,7 @@ use rkube_host::PidFile;
 use rkube_pki::{Pki, PkiOptions};
 use rkube_store::Store;
 
+use crate::backend::Backend;
 use crate::console::Reporter;
 use crate::profile::{Datastore, Profile, ProfileConfig};
 use crate::{manifests, Error, Result, KUBERNETES_VERSION};
@@ -129,10 +130,8 @@ pub struct Context {
     pub store: Option<Arc<dyn Store>>,
     /// The API server, after [`Step::ApiServer`].
     pub apiserver: Option<Running>,
-    /// CRI socket of the runtime, after [`Step::Runtime`].
-    pub cri_socket: Option<std::path::PathBuf>,
-    /// The bundled runtime, when this profile uses it.
-    pub crio: Option<rkube_crio::Running>,
+    /// The container runtime, after [`Step::Runtime`].
+    pub backend: Option<Box<dyn Backend>>,
     /// Tells the scheduler and node agent to stop.
     pub agents_shutdown: tokio::sync::watch::Sender<bool>,
     /// The scheduler and node agent tasks.
@@ -148,8 +147,7 @@ impl Context {
             pki: None,
             store: None,
             apiserver: None,
-            cri_socket: None,
-            crio: None,
+            backend: None,
             agents_shutdown: tokio::sync::watch::channel(false).0,
             agents: Vec::new(),
         }

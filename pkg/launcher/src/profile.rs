@@ -347,6 +347,11 @@ impl Profile {
         self.dir.join("pki")
     }
 
+    /// `cni/net.d/`: the CNI network configuration of the node.
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.join("cni").join("net.d")
+    }
+
     /// `data/`: the embedded datastore.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
