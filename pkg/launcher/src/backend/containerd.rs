@@ -93,18 +93,3 @@ impl Backend for Containerd {
         Ok(self.0.delete().await?)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lives_under_the_profile() {
-        let home = tempfile::tempdir().unwrap();
-        let p = Profile::in_home(home.path(), "dev").unwrap();
-        assert_eq!(
-            Containerd::new(&p).cri_socket(),
-            home.path().join("profiles/dev/containerd/containerd.sock")
-        );
-    }
-}

@@ -158,3 +158,51 @@ pub fn with_state(profile: &Profile, config: &ProfileConfig) -> Vec<Box<dyn Back
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn settings_choose_the_backend() {
+        let home = tempfile::tempdir().unwrap();
+        let p = Profile::in_home(home.path(), "dev").unwrap();
+        let mut cfg = ProfileConfig::new_default();
+        cfg.container_runtime = ContainerRuntime::Containerd;
+        cfg.cri_socket = Some("unix:///run/containerd/containerd.sock".into());
+        let external = for_profile(&p, &cfg).unwrap();
+        assert_eq!(
+            external.cri_socket(),
+            PathBuf::from("/run/containerd/containerd.sock")
+        );
+        let err = external.import_image(Path::new("a.tar")).await.unwrap_err();
+        assert!(err.to_string().contains("--cri-socket"), "{err}");
+
+        cfg.cri_socket = None;
+        cfg.container_runtime = ContainerRuntime::Docker;
+        let err = for_profile(&p, &cfg)
+            .unwrap()
+            .start()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the docker container runtime is not available in this build yet"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_runtimes_with_state_are_cleaned_up() {
+        let home = tempfile::tempdir().unwrap();
+        let p = Profile::in_home(home.path(), "dev").unwrap();
+        let cfg = ProfileConfig::new_default();
+        assert!(with_state(&p, &cfg).is_empty());
+        std::fs::create_dir_all(crio::dir(&p)).unwrap();
+        let found = with_state(&p, &cfg);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].cri_socket(), p.dir().join("crio.sock"));
+        std::fs::create_dir_all(containerd::dir(&p)).unwrap();
+        assert_eq!(with_state(&p, &cfg).len(), 2);
+    }
+}
