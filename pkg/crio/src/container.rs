@@ -115,13 +115,9 @@ impl Crio {
                 other.id
             )));
         }
-        let image = self
-            .images
-            .get(&image_name)
-            .map_err(Error::internal)?
-            .ok_or_else(|| {
-                Error::NotFound(format!("image {image_name:?} not known; pull it first"))
-            })?;
+        let image = self.images.get(&image_name)?.ok_or_else(|| {
+            Error::NotFound(format!("image {image_name:?} not known; pull it first"))
+        })?;
         let log_path = if config.log_path.is_empty() || sb.config.log_directory.is_empty() {
             String::new()
         } else {
@@ -149,15 +145,12 @@ impl Crio {
             cgroups_path: format!("{}/{}", sst.cgroup_parent, id),
             stop_signal: image.config.stop_signal().clone(),
         };
-        let c = Arc::new(
-            Container::create(
-                self.cfg.containers_dir().join(&id),
-                id.clone(),
-                config,
-                state,
-            )
-            .map_err(Error::internal)?,
-        );
+        let c = Arc::new(Container::create(
+            self.cfg.containers_dir().join(&id),
+            id.clone(),
+            config,
+            state,
+        )?);
         self.reg.add_container(c.clone());
         let _op = c.op.lock().await;
         match self.setup_container(&c, &sb, &image).await {
@@ -165,8 +158,7 @@ impl Crio {
                 c.update(|s| {
                     s.phase = ContainerPhase::Created;
                     s.pid = pid;
-                })
-                .map_err(Error::internal)?;
+                })?;
                 Ok(id)
             }
             Err(e) => {
@@ -187,7 +179,7 @@ impl Crio {
         let st = c.get();
         let sst = sb.get();
         let rootfs = c.dir.join("rootfs");
-        let layers = self.images.layers(image).map_err(Error::internal)?;
+        let layers = self.images.layers(image)?;
         spec::mount_rootfs(&layers, &c.dir.join("upper"), &c.dir.join("work"), &rootfs)
             .map_err(Error::internal)?;
         let pause_ns = |kind: &str| PathBuf::from(format!("/proc/{}/ns/{kind}", sst.pause_pid));
@@ -306,8 +298,7 @@ impl Crio {
                 c.update(|s| {
                     s.phase = ContainerPhase::Running;
                     s.started_at = crate::now_nanos();
-                })
-                .map_err(Error::internal)?;
+                })?;
                 Ok(())
             }
             Err(e) => {
@@ -318,8 +309,7 @@ impl Crio {
                     s.finished_at = crate::now_nanos();
                     s.reason = "StartError".into();
                     s.message = msg.clone();
-                })
-                .map_err(Error::internal)?;
+                })?;
                 Err(Error::Runtime(format!("starting container: {msg}")))
             }
         }

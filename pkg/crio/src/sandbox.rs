@@ -125,16 +125,12 @@ impl Crio {
                 other.id
             )));
         }
-        let pause = self
-            .images
-            .get(&self.cfg.pause_image)
-            .map_err(Error::internal)?
-            .ok_or_else(|| {
-                Error::FailedPrecondition(format!(
-                    "pause image {} is not in the image store",
-                    self.cfg.pause_image
-                ))
-            })?;
+        let pause = self.images.get(&self.cfg.pause_image)?.ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "pause image {} is not in the image store",
+                self.cfg.pause_image
+            ))
+        })?;
         let id = crate::new_id();
         let host_network = ns_options(&config).network == NS_NODE;
         let state = SandboxState {
@@ -147,21 +143,17 @@ impl Crio {
             cgroup_parent: self.sandbox_cgroup(&config, &id),
             host_network,
         };
-        let sb = Arc::new(
-            Sandbox::create(
-                self.cfg.sandboxes_dir().join(&id),
-                id.clone(),
-                config,
-                state,
-            )
-            .map_err(Error::internal)?,
-        );
+        let sb = Arc::new(Sandbox::create(
+            self.cfg.sandboxes_dir().join(&id),
+            id.clone(),
+            config,
+            state,
+        )?);
         self.reg.add_sandbox(sb.clone());
         let _op = sb.op.lock().await;
         match self.setup_sandbox(&sb, &pause).await {
             Ok(()) => {
-                sb.update(|s| s.phase = SandboxPhase::Ready)
-                    .map_err(Error::internal)?;
+                sb.update(|s| s.phase = SandboxPhase::Ready)?;
                 Ok(id)
             }
             Err(e) => {
@@ -184,8 +176,7 @@ impl Crio {
         } else {
             let path = self.cfg.netns_dir().join(&sb.id);
             rkube_network::netns::create(&path).map_err(Error::internal)?;
-            sb.update(|s| s.netns = Some(path.clone()))
-                .map_err(Error::internal)?;
+            sb.update(|s| s.netns = Some(path.clone()))?;
             let res = self
                 .cni
                 .add(&self.attachment(sb, path.clone()))
@@ -197,13 +188,12 @@ impl Crio {
                 .find(|a| a.is_ipv4())
                 .or(res.ips.first())
                 .copied();
-            sb.update(|s| s.ip = ip.map(|i| i.to_string()))
-                .map_err(Error::internal)?;
+            sb.update(|s| s.ip = ip.map(|i| i.to_string()))?;
             Some(path)
         };
         let files = spec::write_sandbox_files(&sb.dir, &sb.config, ip).map_err(Error::internal)?;
         let rootfs = sb.dir.join("rootfs");
-        let layers = self.images.layers(pause).map_err(Error::internal)?;
+        let layers = self.images.layers(pause)?;
         spec::mount_rootfs(
             &layers,
             &sb.dir.join("upper"),
@@ -246,7 +236,7 @@ impl Crio {
             .start(&sb.id)
             .await
             .map_err(|e| Error::Runtime(format!("starting the pause container: {e}")))?;
-        sb.update(|s| s.pause_pid = pid).map_err(Error::internal)?;
+        sb.update(|s| s.pause_pid = pid)?;
         Ok(())
     }
 
@@ -304,8 +294,7 @@ impl Crio {
         };
         let _op = sb.op.lock().await;
         self.teardown_sandbox(&sb).await;
-        sb.update(|s| s.phase = SandboxPhase::NotReady)
-            .map_err(Error::internal)?;
+        sb.update(|s| s.phase = SandboxPhase::NotReady)?;
         Ok(())
     }
 
