@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rkube_host::which;
 use rkube_imagestore::Registries;
 
 /// One RuntimeClass handler: an OCI runtime binary and its state root.
@@ -37,10 +38,17 @@ pub struct CrioConfig {
     pub registries: Registries,
 }
 
-/// Finds `name` on PATH and in the system binary directories.
-pub use rkube_runtime::host::which;
-
 impl CrioConfig {
+    /// The state root of the runtime of a profile (`<profile>/crio`).
+    pub fn root_in(profile_dir: &Path) -> PathBuf {
+        profile_dir.join("crio")
+    }
+
+    /// The CRI socket of the runtime of a profile (`<profile>/crio.sock`).
+    pub fn socket_in(profile_dir: &Path) -> PathBuf {
+        profile_dir.join("crio.sock")
+    }
+
     /// Defaults for a profile directory: state under `<profile>/crio`, the
     /// socket at `<profile>/crio.sock`, runc and crun as handlers when
     /// installed, `default_handler` for pods without a RuntimeClass.
@@ -67,8 +75,8 @@ impl CrioConfig {
             ));
         }
         Ok(Self {
-            root: profile_dir.join("crio"),
-            socket: profile_dir.join("crio.sock"),
+            root: Self::root_in(profile_dir),
+            socket: Self::socket_in(profile_dir),
             conmon,
             handlers,
             default_handler: default_handler.to_string(),

@@ -9,11 +9,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use rkube_cri::api as cri;
 use rkube_runtime_spec as spec;
-use tonic::Status;
 
 use crate::sandbox::{ns_options, NS_CONTAINER, NS_NODE, NS_TARGET};
-use crate::service::{internal, Crio};
+use crate::service::Crio;
 use crate::state::{Container, ContainerPhase, ContainerState, SandboxPhase};
+use crate::{Error, Result};
 
 fn reserved_name(c: &cri::ContainerMetadata, s: &cri::PodSandboxMetadata) -> String {
     format!(
@@ -74,14 +74,14 @@ impl Crio {
         &self,
         sandbox_id: &str,
         config: cri::ContainerConfig,
-    ) -> Result<String, Status> {
+    ) -> Result<String> {
         let sb = self
             .reg
             .sandbox(sandbox_id)
-            .ok_or_else(|| Status::not_found(format!("pod sandbox {sandbox_id:?} not found")))?;
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {sandbox_id:?} not found")))?;
         let sst = sb.get();
         if sst.phase != SandboxPhase::Ready {
-            return Err(Status::failed_precondition(format!(
+            return Err(Error::FailedPrecondition(format!(
                 "pod sandbox {} is not ready",
                 sb.id
             )));
@@ -90,15 +90,17 @@ impl Crio {
             .metadata
             .clone()
             .filter(|m| !m.name.is_empty())
-            .ok_or_else(|| Status::invalid_argument("ContainerConfig.Metadata.Name is required"))?;
+            .ok_or_else(|| {
+                Error::InvalidArgument("ContainerConfig.Metadata.Name is required".into())
+            })?;
         let image_name = config
             .image
             .as_ref()
             .map(|i| i.image.clone())
             .unwrap_or_default();
         if image_name.is_empty() {
-            return Err(Status::invalid_argument(
-                "ContainerConfig.Image is required",
+            return Err(Error::InvalidArgument(
+                "ContainerConfig.Image is required".into(),
             ));
         }
         let name = reserved_name(&meta, &sb.metadata());
@@ -108,18 +110,14 @@ impl Crio {
             .into_iter()
             .find(|c| reserved_name(&c.metadata(), &sb.metadata()) == name)
         {
-            return Err(Status::already_exists(format!(
+            return Err(Error::AlreadyExists(format!(
                 "container name {name:?} is already in use by {}",
                 other.id
             )));
         }
-        let image = self
-            .images
-            .get(&image_name)
-            .map_err(internal)?
-            .ok_or_else(|| {
-                Status::not_found(format!("image {image_name:?} not known; pull it first"))
-            })?;
+        let image = self.images.get(&image_name)?.ok_or_else(|| {
+            Error::NotFound(format!("image {image_name:?} not known; pull it first"))
+        })?;
         let log_path = if config.log_path.is_empty() || sb.config.log_directory.is_empty() {
             String::new()
         } else {
@@ -147,15 +145,12 @@ impl Crio {
             cgroups_path: format!("{}/{}", sst.cgroup_parent, id),
             stop_signal: image.config.stop_signal().clone(),
         };
-        let c = Arc::new(
-            Container::create(
-                self.cfg.containers_dir().join(&id),
-                id.clone(),
-                config,
-                state,
-            )
-            .map_err(internal)?,
-        );
+        let c = Arc::new(Container::create(
+            self.cfg.containers_dir().join(&id),
+            id.clone(),
+            config,
+            state,
+        )?);
         self.reg.add_container(c.clone());
         let _op = c.op.lock().await;
         match self.setup_container(&c, &sb, &image).await {
@@ -163,12 +158,11 @@ impl Crio {
                 c.update(|s| {
                     s.phase = ContainerPhase::Created;
                     s.pid = pid;
-                })
-                .map_err(internal)?;
+                })?;
                 Ok(id)
             }
             Err(e) => {
-                tracing::warn!(container = %id, "create failed: {}", e.message());
+                tracing::warn!(container = %id, "create failed: {}", e);
                 self.destroy_container(&c).await;
                 self.reg.remove_container(&id);
                 Err(e)
@@ -181,13 +175,13 @@ impl Crio {
         c: &Container,
         sb: &crate::state::Sandbox,
         image: &rkube_imagestore::Image,
-    ) -> Result<i32, Status> {
+    ) -> Result<i32> {
         let st = c.get();
         let sst = sb.get();
         let rootfs = c.dir.join("rootfs");
-        let layers = self.images.layers(image).map_err(internal)?;
+        let layers = self.images.layers(image)?;
         spec::mount_rootfs(&layers, &c.dir.join("upper"), &c.dir.join("work"), &rootfs)
-            .map_err(internal)?;
+            .map_err(Error::internal)?;
         let pause_ns = |kind: &str| PathBuf::from(format!("/proc/{}/ns/{kind}", sst.pause_pid));
         let opts = c
             .config
@@ -202,7 +196,7 @@ impl Crio {
             NS_CONTAINER => spec::NsMode::New,
             NS_TARGET => {
                 let target = self.reg.container(&opts.target_id).ok_or_else(|| {
-                    Status::not_found(format!("target container {:?} not found", opts.target_id))
+                    Error::NotFound(format!("target container {:?} not found", opts.target_id))
                 })?;
                 spec::NsMode::Path(PathBuf::from(format!("/proc/{}/ns/pid", target.get().pid)))
             }
@@ -236,16 +230,16 @@ impl Crio {
             cgroups_path: st.cgroups_path.clone(),
         };
         let oci =
-            spec::container_spec(&input).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            spec::container_spec(&input).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let bundle = c.bundle();
-        spec::write_bundle(&bundle, &oci).map_err(internal)?;
+        spec::write_bundle(&bundle, &oci).map_err(Error::internal)?;
         let log_path = if st.log_path.is_empty() {
             c.dir.join("container.log")
         } else {
             PathBuf::from(&st.log_path)
         };
         if let Some(parent) = log_path.parent() {
-            std::fs::create_dir_all(parent).map_err(internal)?;
+            std::fs::create_dir_all(parent).map_err(Error::internal)?;
         }
         let runtime = self.runtime(&st.handler)?;
         self.conmon
@@ -262,7 +256,7 @@ impl Crio {
                 cgroup_parent: None,
             })
             .await
-            .map_err(|e| Status::unknown(format!("creating container: {e}")))
+            .map_err(|e| Error::Runtime(format!("creating container: {e}")))
     }
 
     /// Deletes the runtime's container, unmounts and removes the directory.
@@ -282,18 +276,18 @@ impl Crio {
         }
     }
 
-    pub(crate) fn container_by_id(&self, id: &str) -> Result<Arc<Container>, Status> {
+    pub(crate) fn container_by_id(&self, id: &str) -> Result<Arc<Container>> {
         self.reg
             .container(id)
-            .ok_or_else(|| Status::not_found(format!("could not find container {id:?}")))
+            .ok_or_else(|| Error::NotFound(format!("could not find container {id:?}")))
     }
 
-    pub(crate) async fn start_container(&self, id: &str) -> Result<(), Status> {
+    pub(crate) async fn start_container(&self, id: &str) -> Result<()> {
         let c = self.container_by_id(id)?;
         let _op = c.op.lock().await;
         let st = c.get();
         if st.phase != ContainerPhase::Created {
-            return Err(Status::failed_precondition(format!(
+            return Err(Error::FailedPrecondition(format!(
                 "container {} is not in created state: {:?}",
                 c.id, st.phase
             )));
@@ -304,8 +298,7 @@ impl Crio {
                 c.update(|s| {
                     s.phase = ContainerPhase::Running;
                     s.started_at = crate::now_nanos();
-                })
-                .map_err(internal)?;
+                })?;
                 Ok(())
             }
             Err(e) => {
@@ -316,9 +309,8 @@ impl Crio {
                     s.finished_at = crate::now_nanos();
                     s.reason = "StartError".into();
                     s.message = msg.clone();
-                })
-                .map_err(internal)?;
-                Err(Status::unknown(format!("starting container: {msg}")))
+                })?;
+                Err(Error::Runtime(format!("starting container: {msg}")))
             }
         }
     }
@@ -355,11 +347,7 @@ impl Crio {
     }
 
     /// Sends the stop signal, waits up to `timeout` seconds, then SIGKILLs.
-    pub(crate) async fn stop_container_inner(
-        &self,
-        c: &Container,
-        timeout: i64,
-    ) -> Result<(), Status> {
+    pub(crate) async fn stop_container_inner(&self, c: &Container, timeout: i64) -> Result<()> {
         let st = self.refresh(c);
         if st.phase != ContainerPhase::Running && st.phase != ContainerPhase::Created {
             return Ok(());
@@ -380,12 +368,12 @@ impl Crio {
         runtime
             .kill(&c.id, Signal::SIGKILL, true)
             .await
-            .map_err(|e| Status::unknown(format!("killing container: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("killing container: {e}")))?;
         if !self.wait_exit(c, Duration::from_secs(10)).await {
             // conmon is gone or the process is stuck: record what the runtime says.
             let alive = matches!(runtime.state(&c.id).await, Ok(Some(s)) if s.status == rkube_conmon::Status::Running);
             if alive {
-                return Err(Status::deadline_exceeded(format!(
+                return Err(Error::DeadlineExceeded(format!(
                     "container {} did not exit after SIGKILL",
                     c.id
                 )));
@@ -413,7 +401,7 @@ impl Crio {
         }
     }
 
-    pub(crate) async fn stop_container(&self, id: &str, timeout: i64) -> Result<(), Status> {
+    pub(crate) async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
         let Some(c) = self.reg.container(id) else {
             return Ok(());
         };
@@ -421,13 +409,13 @@ impl Crio {
         self.stop_container_inner(&c, timeout).await
     }
 
-    pub(crate) async fn remove_container_inner(&self, c: &Container) -> Result<(), Status> {
+    pub(crate) async fn remove_container_inner(&self, c: &Container) -> Result<()> {
         self.destroy_container(c).await;
         self.reg.remove_container(&c.id);
         Ok(())
     }
 
-    pub(crate) async fn remove_container(&self, id: &str) -> Result<(), Status> {
+    pub(crate) async fn remove_container(&self, id: &str) -> Result<()> {
         let Some(c) = self.reg.container(id) else {
             return Ok(());
         };
@@ -509,17 +497,17 @@ impl Crio {
         id: &str,
         cmd: Vec<String>,
         timeout: i64,
-    ) -> Result<cri::ExecSyncResponse, Status> {
+    ) -> Result<cri::ExecSyncResponse> {
         let c = self.container_by_id(id)?;
         let st = self.refresh(&c);
         if st.phase != ContainerPhase::Running {
-            return Err(Status::failed_precondition(format!(
+            return Err(Error::FailedPrecondition(format!(
                 "container {} is not running",
                 c.id
             )));
         }
         if cmd.is_empty() {
-            return Err(Status::invalid_argument("ExecSync needs a command"));
+            return Err(Error::InvalidArgument("ExecSync needs a command".into()));
         }
         let runtime = self.runtime(&st.handler)?;
         let timeout = (timeout > 0).then(|| Duration::from_secs(timeout as u64));
@@ -529,11 +517,11 @@ impl Crio {
                 stderr: out.stderr,
                 exit_code: out.exit_code,
             }),
-            Err(rkube_conmon::Error::Timeout { .. }) => Err(Status::deadline_exceeded(format!(
+            Err(rkube_conmon::Error::Timeout { .. }) => Err(Error::DeadlineExceeded(format!(
                 "command {cmd:?} timed out after {}s",
                 timeout.map(|t| t.as_secs()).unwrap_or(0)
             ))),
-            Err(e) => Err(Status::unknown(format!("exec in container {}: {e}", c.id))),
+            Err(e) => Err(Error::Runtime(format!("exec in container {}: {e}", c.id))),
         }
     }
 }

@@ -9,13 +9,14 @@ use rkube_cri::api::image_service_server::ImageService;
 use rkube_imagestore::{Credentials, Image};
 use tonic::{Request, Response, Status};
 
-use crate::service::{internal, Crio};
+use crate::service::Crio;
+use crate::Error;
 
 /// The gRPC face of the image store.
 #[derive(Clone)]
 pub struct ImageApi(pub(crate) Arc<Crio>);
 
-type Res<T> = Result<Response<T>, Status>;
+type Res<T> = std::result::Result<Response<T>, Status>;
 
 /// CRI image record of a stored image.
 fn to_cri(i: &Image) -> cri::Image {
@@ -92,10 +93,10 @@ impl ImageService for ImageApi {
                 .0
                 .images
                 .get(&reference)
-                .map_err(internal)?
+                .map_err(Error::internal)?
                 .into_iter()
                 .collect(),
-            None => self.0.images.list().map_err(internal)?,
+            None => self.0.images.list().map_err(Error::internal)?,
         };
         Ok(Response::new(cri::ListImagesResponse {
             images: images.iter().map(to_cri).collect(),
@@ -110,7 +111,7 @@ impl ImageService for ImageApi {
         let image = if spec.image.is_empty() {
             None
         } else {
-            self.0.images.get(&spec.image).map_err(internal)?
+            self.0.images.get(&spec.image).map_err(Error::internal)?
         };
         Ok(Response::new(cri::ImageStatusResponse {
             image: image.as_ref().map(to_cri),
@@ -122,21 +123,14 @@ impl ImageService for ImageApi {
         let r = r.into_inner();
         let reference = r.image.map(|i| i.image).unwrap_or_default();
         if reference.is_empty() {
-            return Err(Status::invalid_argument(
-                "PullImageRequest.Image is required",
-            ));
+            return Err(Error::InvalidArgument("PullImageRequest.Image is required".into()).into());
         }
         let image = self
             .0
             .puller
             .pull(&reference, credentials(r.auth))
             .await
-            .map_err(|e| match e {
-                rkube_imagestore::Error::InvalidReference { .. } => {
-                    Status::invalid_argument(e.to_string())
-                }
-                e => Status::unknown(e.to_string()),
-            })?;
+            .map_err(Error::Pull)?;
         Ok(Response::new(cri::PullImageResponse {
             image_ref: image.id,
         }))
@@ -148,7 +142,7 @@ impl ImageService for ImageApi {
     ) -> Res<cri::RemoveImageResponse> {
         let reference = r.into_inner().image.map(|i| i.image).unwrap_or_default();
         // Removing an image that is not there succeeds (CRI: idempotent).
-        self.0.images.remove(&reference).map_err(internal)?;
+        self.0.images.remove(&reference).map_err(Error::internal)?;
         Ok(Response::new(cri::RemoveImageResponse {}))
     }
 
@@ -156,7 +150,7 @@ impl ImageService for ImageApi {
         &self,
         _r: Request<cri::ImageFsInfoRequest>,
     ) -> Res<cri::ImageFsInfoResponse> {
-        let u = self.0.images.usage().map_err(internal)?;
+        let u = self.0.images.usage().map_err(Error::internal)?;
         let fs = cri::FilesystemUsage {
             timestamp: crate::now_nanos(),
             fs_id: Some(cri::FilesystemIdentifier {

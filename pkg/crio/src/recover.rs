@@ -119,7 +119,7 @@ async fn release_orphans(crio: &Arc<Crio>) {
         crio.cfg.containers_dir(),
         crio.cfg.netns_dir(),
     ] {
-        for m in rkube_runtime::containerd::mounts_under(&mountinfo, &base) {
+        for m in rkube_host::mount::mounts_under(&mountinfo, &base) {
             let Ok(rel) = m.strip_prefix(&base) else {
                 continue;
             };

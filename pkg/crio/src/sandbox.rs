@@ -11,10 +11,10 @@ use nix::sys::signal::Signal;
 use rkube_cri::api as cri;
 use rkube_network::cni::{Attachment, PortMapping};
 use rkube_runtime_spec as spec;
-use tonic::Status;
 
-use crate::service::{internal, Crio};
+use crate::service::Crio;
 use crate::state::{Sandbox, SandboxPhase, SandboxState};
+use crate::{Error, Result};
 
 /// CRI NamespaceMode values (POD = 0 is the default and needs no name).
 pub(crate) const NS_CONTAINER: i32 = 1;
@@ -31,14 +31,14 @@ pub(crate) fn ns_options(config: &cri::PodSandboxConfig) -> cri::NamespaceOption
         .unwrap_or_default()
 }
 
-fn validate(config: &cri::PodSandboxConfig) -> Result<(), Status> {
+fn validate(config: &cri::PodSandboxConfig) -> Result<()> {
     let m = config
         .metadata
         .as_ref()
-        .ok_or_else(|| Status::invalid_argument("PodSandboxConfig.Metadata is required"))?;
+        .ok_or_else(|| Error::InvalidArgument("PodSandboxConfig.Metadata is required".into()))?;
     if m.name.is_empty() || m.namespace.is_empty() || m.uid.is_empty() {
-        return Err(Status::invalid_argument(
-            "PodSandboxMetadata.Name, Namespace and Uid are required",
+        return Err(Error::InvalidArgument(
+            "PodSandboxMetadata.Name, Namespace and Uid are required".into(),
         ));
     }
     Ok(())
@@ -99,10 +99,10 @@ impl Crio {
         &self,
         config: cri::PodSandboxConfig,
         handler_name: &str,
-    ) -> Result<String, Status> {
+    ) -> Result<String> {
         validate(&config)?;
         let handler = self.cfg.handler(handler_name).ok_or_else(|| {
-            Status::invalid_argument(format!(
+            Error::InvalidArgument(format!(
                 "no runtime for {handler_name:?} is configured; available handlers: {}",
                 self.cfg
                     .handlers
@@ -120,21 +120,17 @@ impl Crio {
             .into_iter()
             .find(|s| reserved_name(&s.metadata()) == name)
         {
-            return Err(Status::already_exists(format!(
+            return Err(Error::AlreadyExists(format!(
                 "pod sandbox with name {name:?} already exists: {}",
                 other.id
             )));
         }
-        let pause = self
-            .images
-            .get(&self.cfg.pause_image)
-            .map_err(internal)?
-            .ok_or_else(|| {
-                Status::failed_precondition(format!(
-                    "pause image {} is not in the image store",
-                    self.cfg.pause_image
-                ))
-            })?;
+        let pause = self.images.get(&self.cfg.pause_image)?.ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "pause image {} is not in the image store",
+                self.cfg.pause_image
+            ))
+        })?;
         let id = crate::new_id();
         let host_network = ns_options(&config).network == NS_NODE;
         let state = SandboxState {
@@ -147,25 +143,21 @@ impl Crio {
             cgroup_parent: self.sandbox_cgroup(&config, &id),
             host_network,
         };
-        let sb = Arc::new(
-            Sandbox::create(
-                self.cfg.sandboxes_dir().join(&id),
-                id.clone(),
-                config,
-                state,
-            )
-            .map_err(internal)?,
-        );
+        let sb = Arc::new(Sandbox::create(
+            self.cfg.sandboxes_dir().join(&id),
+            id.clone(),
+            config,
+            state,
+        )?);
         self.reg.add_sandbox(sb.clone());
         let _op = sb.op.lock().await;
         match self.setup_sandbox(&sb, &pause).await {
             Ok(()) => {
-                sb.update(|s| s.phase = SandboxPhase::Ready)
-                    .map_err(internal)?;
+                sb.update(|s| s.phase = SandboxPhase::Ready)?;
                 Ok(id)
             }
             Err(e) => {
-                tracing::warn!(sandbox = %id, "sandbox set-up failed: {}", e.message());
+                tracing::warn!(sandbox = %id, "sandbox set-up failed: {}", e);
                 self.teardown_sandbox(&sb).await;
                 self.destroy_sandbox_files(&sb).await;
                 self.reg.remove_sandbox(&id);
@@ -174,11 +166,7 @@ impl Crio {
         }
     }
 
-    async fn setup_sandbox(
-        &self,
-        sb: &Sandbox,
-        pause: &rkube_imagestore::Image,
-    ) -> Result<(), Status> {
+    async fn setup_sandbox(&self, sb: &Sandbox, pause: &rkube_imagestore::Image) -> Result<()> {
         let st = sb.get();
         // Network first, as CRI-O: the pause container joins a namespace
         // that already has its interface.
@@ -187,34 +175,32 @@ impl Crio {
             None
         } else {
             let path = self.cfg.netns_dir().join(&sb.id);
-            rkube_network::netns::create(&path).map_err(internal)?;
-            sb.update(|s| s.netns = Some(path.clone()))
-                .map_err(internal)?;
+            rkube_network::netns::create(&path).map_err(Error::internal)?;
+            sb.update(|s| s.netns = Some(path.clone()))?;
             let res = self
                 .cni
                 .add(&self.attachment(sb, path.clone()))
                 .await
-                .map_err(|e| Status::unknown(format!("setting up the pod network: {e}")))?;
+                .map_err(|e| Error::Runtime(format!("setting up the pod network: {e}")))?;
             ip = res
                 .ips
                 .iter()
                 .find(|a| a.is_ipv4())
                 .or(res.ips.first())
                 .copied();
-            sb.update(|s| s.ip = ip.map(|i| i.to_string()))
-                .map_err(internal)?;
+            sb.update(|s| s.ip = ip.map(|i| i.to_string()))?;
             Some(path)
         };
-        let files = spec::write_sandbox_files(&sb.dir, &sb.config, ip).map_err(internal)?;
+        let files = spec::write_sandbox_files(&sb.dir, &sb.config, ip).map_err(Error::internal)?;
         let rootfs = sb.dir.join("rootfs");
-        let layers = self.images.layers(pause).map_err(internal)?;
+        let layers = self.images.layers(pause)?;
         spec::mount_rootfs(
             &layers,
             &sb.dir.join("upper"),
             &sb.dir.join("work"),
             &rootfs,
         )
-        .map_err(internal)?;
+        .map_err(Error::internal)?;
         let input = spec::SandboxInput {
             config: &sb.config,
             rootfs: &rootfs,
@@ -226,9 +212,9 @@ impl Crio {
             cgroups_path: format!("{}/{}", st.cgroup_parent, sb.id),
             files: &files,
         };
-        let oci = spec::sandbox_spec(&input).map_err(internal)?;
+        let oci = spec::sandbox_spec(&input).map_err(Error::internal)?;
         let bundle = sb.dir.join("bundle");
-        spec::write_bundle(&bundle, &oci).map_err(internal)?;
+        spec::write_bundle(&bundle, &oci).map_err(Error::internal)?;
         let runtime = self.runtime(&st.handler)?;
         let pid = self
             .conmon
@@ -245,12 +231,12 @@ impl Crio {
                 cgroup_parent: None,
             })
             .await
-            .map_err(|e| Status::unknown(format!("creating the pause container: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("creating the pause container: {e}")))?;
         runtime
             .start(&sb.id)
             .await
-            .map_err(|e| Status::unknown(format!("starting the pause container: {e}")))?;
-        sb.update(|s| s.pause_pid = pid).map_err(internal)?;
+            .map_err(|e| Error::Runtime(format!("starting the pause container: {e}")))?;
+        sb.update(|s| s.pause_pid = pid)?;
         Ok(())
     }
 
@@ -259,7 +245,7 @@ impl Crio {
     async fn teardown_sandbox(&self, sb: &Sandbox) {
         for c in self.reg.containers_of(&sb.id) {
             if let Err(e) = self.stop_container_inner(&c, 0).await {
-                tracing::warn!(container = %c.id, "stopping: {}", e.message());
+                tracing::warn!(container = %c.id, "stopping: {}", e);
             }
         }
         let st = sb.get();
@@ -301,19 +287,18 @@ impl Crio {
         }
     }
 
-    pub(crate) async fn stop_sandbox(&self, id: &str) -> Result<(), Status> {
+    pub(crate) async fn stop_sandbox(&self, id: &str) -> Result<()> {
         let Some(sb) = self.reg.sandbox(id) else {
             // Stopping an unknown sandbox succeeds (CRI: idempotent).
             return Ok(());
         };
         let _op = sb.op.lock().await;
         self.teardown_sandbox(&sb).await;
-        sb.update(|s| s.phase = SandboxPhase::NotReady)
-            .map_err(internal)?;
+        sb.update(|s| s.phase = SandboxPhase::NotReady)?;
         Ok(())
     }
 
-    pub(crate) async fn remove_sandbox(&self, id: &str) -> Result<(), Status> {
+    pub(crate) async fn remove_sandbox(&self, id: &str) -> Result<()> {
         let Some(sb) = self.reg.sandbox(id) else {
             return Ok(());
         };
@@ -329,11 +314,11 @@ impl Crio {
         Ok(())
     }
 
-    pub(crate) fn sandbox_status(&self, id: &str) -> Result<cri::PodSandboxStatus, Status> {
+    pub(crate) fn sandbox_status(&self, id: &str) -> Result<cri::PodSandboxStatus> {
         let sb = self
             .reg
             .sandbox(id)
-            .ok_or_else(|| Status::not_found(format!("could not find pod {id:?}")))?;
+            .ok_or_else(|| Error::NotFound(format!("could not find pod {id:?}")))?;
         Ok(self.status_of(&sb))
     }
 

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::CrioConfig;
 use crate::state::Registry;
+use crate::{Error, Result};
 
 /// The runtime's shared state.
 pub struct Crio {
@@ -21,11 +22,6 @@ pub struct Crio {
     pub(crate) conmon: rkube_conmon::Conmon,
     pub(crate) runtimes: HashMap<String, rkube_conmon::OciRuntime>,
     pub(crate) streaming: OnceLock<rkube_streaming::Server>,
-}
-
-/// An internal error as a gRPC status.
-pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
 }
 
 impl Crio {
@@ -79,27 +75,27 @@ impl Crio {
     }
 
     /// The OCI runtime of a handler.
-    pub(crate) fn runtime(&self, handler: &str) -> Result<rkube_conmon::OciRuntime, Status> {
+    pub(crate) fn runtime(&self, handler: &str) -> Result<rkube_conmon::OciRuntime> {
         let name = if handler.is_empty() {
             &self.cfg.default_handler
         } else {
             handler
         };
         self.runtimes.get(name).cloned().ok_or_else(|| {
-            Status::invalid_argument(format!("no runtime for {handler:?} is configured"))
+            Error::InvalidArgument(format!("no runtime for {handler:?} is configured"))
         })
     }
 
-    fn streaming(&self) -> Result<&rkube_streaming::Server, Status> {
+    fn streaming(&self) -> Result<&rkube_streaming::Server> {
         self.streaming
             .get()
-            .ok_or_else(|| Status::unavailable("streaming server not started"))
+            .ok_or_else(|| Error::Unavailable("streaming server not started".into()))
     }
 
-    fn running_container(&self, id: &str) -> Result<(), Status> {
+    fn running_container(&self, id: &str) -> Result<()> {
         let c = self.container_by_id(id)?;
         if self.refresh(&c).phase != crate::state::ContainerPhase::Running {
-            return Err(Status::failed_precondition(format!(
+            return Err(Error::FailedPrecondition(format!(
                 "container {} is not running",
                 c.id
             )));
@@ -112,7 +108,7 @@ impl Crio {
 #[derive(Clone)]
 pub struct RuntimeApi(pub(crate) Arc<Crio>);
 
-type Res<T> = Result<Response<T>, Status>;
+type Res<T> = std::result::Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl RuntimeService for RuntimeApi {
@@ -132,7 +128,7 @@ impl RuntimeService for RuntimeApi {
         let r = r.into_inner();
         let config = r
             .config
-            .ok_or_else(|| Status::invalid_argument("PodSandboxConfig is required"))?;
+            .ok_or_else(|| Error::InvalidArgument("PodSandboxConfig is required".into()))?;
         let pod_sandbox_id = self.0.run_sandbox(config, &r.runtime_handler).await?;
         Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
@@ -182,7 +178,7 @@ impl RuntimeService for RuntimeApi {
         let r = r.into_inner();
         let config = r
             .config
-            .ok_or_else(|| Status::invalid_argument("ContainerConfig is required"))?;
+            .ok_or_else(|| Error::InvalidArgument("ContainerConfig is required".into()))?;
         let container_id = self.0.create_container(&r.pod_sandbox_id, config).await?;
         Ok(Response::new(cri::CreateContainerResponse { container_id }))
     }
@@ -246,7 +242,7 @@ impl RuntimeService for RuntimeApi {
             runtime
                 .update(&c.id, &res)
                 .await
-                .map_err(|e| Status::unknown(format!("updating resources: {e}")))?;
+                .map_err(|e| Error::Runtime(format!("updating resources: {e}")))?;
         }
         Ok(Response::new(cri::UpdateContainerResourcesResponse {}))
     }
@@ -261,7 +257,7 @@ impl RuntimeService for RuntimeApi {
         self.0
             .conmon
             .reopen_log(&c.bundle())
-            .map_err(|e| Status::unknown(format!("reopening the log: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("reopening the log: {e}")))?;
         Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
@@ -291,14 +287,14 @@ impl RuntimeService for RuntimeApi {
         r: Request<cri::PortForwardRequest>,
     ) -> Res<cri::PortForwardResponse> {
         let r = r.into_inner();
-        let sb = self.0.reg.sandbox(&r.pod_sandbox_id).ok_or_else(|| {
-            Status::not_found(format!("could not find pod {:?}", r.pod_sandbox_id))
-        })?;
+        let sb =
+            self.0.reg.sandbox(&r.pod_sandbox_id).ok_or_else(|| {
+                Error::NotFound(format!("could not find pod {:?}", r.pod_sandbox_id))
+            })?;
         if sb.get().phase != crate::state::SandboxPhase::Ready {
-            return Err(Status::failed_precondition(format!(
-                "pod sandbox {} is not ready",
-                sb.id
-            )));
+            return Err(
+                Error::FailedPrecondition(format!("pod sandbox {} is not ready", sb.id)).into(),
+            );
         }
         let url = self.0.streaming()?.port_forward_url(&r)?;
         Ok(Response::new(cri::PortForwardResponse { url }))
@@ -348,7 +344,7 @@ impl RuntimeService for RuntimeApi {
             .0
             .reg
             .sandbox(&id)
-            .ok_or_else(|| Status::not_found(format!("could not find pod {id:?}")))?;
+            .ok_or_else(|| Error::NotFound(format!("could not find pod {id:?}")))?;
         Ok(Response::new(cri::PodSandboxStatsResponse {
             stats: Some(self.0.sandbox_stats(&sb)),
         }))
@@ -430,21 +426,23 @@ impl RuntimeService for RuntimeApi {
         &self,
         _r: Request<cri::CheckpointContainerRequest>,
     ) -> Res<cri::CheckpointContainerResponse> {
-        Err(Status::unimplemented(
-            "checkpointing containers is not supported by rkube-cri-o",
-        ))
+        Err(
+            Error::Unimplemented("checkpointing containers is not supported by rkube-cri-o".into())
+                .into(),
+        )
     }
 
     type GetContainerEventsStream =
-        futures::stream::Empty<Result<cri::ContainerEventResponse, Status>>;
+        futures::stream::Empty<std::result::Result<cri::ContainerEventResponse, Status>>;
 
     async fn get_container_events(
         &self,
         _r: Request<cri::GetEventsRequest>,
     ) -> Res<Self::GetContainerEventsStream> {
-        Err(Status::unimplemented(
-            "container events are not supported by rkube-cri-o; the node agent polls",
-        ))
+        Err(Error::Unimplemented(
+            "container events are not supported by rkube-cri-o; the node agent polls".into(),
+        )
+        .into())
     }
 
     async fn list_metric_descriptors(

@@ -44,10 +44,8 @@ impl Backend for StreamBackend {
             let crio = crio?;
             let c = crio
                 .container_by_id(&container_id)
-                .map_err(|s| s.message().to_string())?;
-            let runtime = crio
-                .runtime(&c.get().handler)
-                .map_err(|s| s.message().to_string())?;
+                .map_err(|e| e.to_string())?;
+            let runtime = crio.runtime(&c.get().handler).map_err(|e| e.to_string())?;
             if cmd.is_empty() {
                 return Err("exec needs a command".into());
             }
@@ -99,7 +97,7 @@ impl Backend for StreamBackend {
             let crio = crio?;
             let c = crio
                 .container_by_id(&container_id)
-                .map_err(|s| s.message().to_string())?;
+                .map_err(|e| e.to_string())?;
             let bundle = c.bundle();
             let attach = crio
                 .conmon

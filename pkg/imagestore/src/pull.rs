@@ -18,7 +18,7 @@ use crate::{Error, Image, ImageStore, Result};
 #[derive(Clone, Debug, Default)]
 pub struct Registries {
     /// Mirrors per registry host.
-    pub mirrors: Vec<rkube_runtime::Mirror>,
+    pub mirrors: Vec<rkube_host::Mirror>,
     /// Registry hosts (`host[:port]`) reached over plain HTTP.
     pub insecure: Vec<String>,
 }
@@ -230,8 +230,8 @@ impl Puller {
 mod tests {
     use super::*;
 
-    fn mirror(host: &str, eps: &[&str], only: bool) -> rkube_runtime::Mirror {
-        rkube_runtime::Mirror {
+    fn mirror(host: &str, eps: &[&str], only: bool) -> rkube_host::Mirror {
+        rkube_host::Mirror {
             host: host.into(),
             endpoints: eps.iter().map(|s| s.to_string()).collect(),
             mirror_only: only,

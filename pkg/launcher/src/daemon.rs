@@ -2,10 +2,10 @@
 //! start [`pipeline`](crate::pipeline), then waits for SIGTERM or SIGINT and
 //! shuts the API server down gracefully, removing its pid file.
 
+use rkube_host::{pidfile, PidFile};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::console::Reporter;
-use crate::pidfile;
 use crate::pipeline::{self, Context, Step};
 use crate::profile::Profile;
 use crate::{Error, Result};
@@ -43,6 +43,11 @@ async fn shutdown(ctx: &mut Context) {
     for task in ctx.agents.drain(..) {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
     }
+    if let Some(mut backend) = ctx.backend.take() {
+        if let Err(e) = backend.stop().await {
+            tracing::warn!("stopping the container runtime: {e}");
+        }
+    }
     if let Some(api) = ctx.apiserver.take() {
         api.shutdown().await;
         tracing::info!("api server stopped");
@@ -50,7 +55,7 @@ async fn shutdown(ctx: &mut Context) {
     // Dropping the last handle closes the embedded store (flushes its writer).
     ctx.store.take();
     let pid_file = ctx.profile.pid_file();
-    if let Ok(Some(f)) = pidfile::PidFile::read(&pid_file) {
+    if let Ok(Some(f)) = PidFile::read(&pid_file) {
         if f.pid == std::process::id() as i32 {
             if let Err(e) = pidfile::remove(&pid_file) {
                 tracing::warn!(error = %e, "cannot remove pid file");

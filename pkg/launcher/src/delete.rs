@@ -1,8 +1,10 @@
 //! `rkube delete`: stop the profile, remove its directory and its entries
 //! from the user's kubeconfig.
 
-use crate::pidfile::Procfs;
-use crate::profile::Profile;
+use rkube_host::Procfs;
+
+use crate::backend;
+use crate::profile::{Profile, ProfileConfig};
 use crate::{stop, Error, Result};
 
 /// Stops and deletes `profile`; returns whether its directory existed.
@@ -12,7 +14,7 @@ pub fn delete(profile: &Profile, kubeconfig: &std::path::Path) -> Result<bool> {
         stop::stop(profile, &Procfs::default(), stop::GRACE)?;
         remove_runtime_state(profile);
         // Pod volumes (tmpfs for secrets and tokens) live under the profile too.
-        if let Err(e) = rkube_runtime::unmount_under(profile.dir()) {
+        if let Err(e) = rkube_host::mount::unmount_under(profile.dir()) {
             tracing::warn!("unmounting pod volumes: {e}");
         }
         std::fs::remove_dir_all(profile.dir()).map_err(Error::io("remove", profile.dir()))?;
@@ -50,28 +52,22 @@ pub fn run(profile_name: &str, all: bool) -> Result<()> {
     Ok(())
 }
 
-/// Stops the profile's containers and unmounts the runtime's state (shims,
-/// sandboxes and mounts survive `stop` on purpose so pods outlive restarts).
+/// Removes the pods and state of every runtime backend that left some in
+/// the profile (shims, sandboxes and mounts survive `stop` on purpose so
+/// pods outlive restarts).
 fn remove_runtime_state(profile: &Profile) {
-    let containerd_dir = crate::node::containerd_dir(profile);
-    let crio_dir = crate::node::crio_dir(profile);
-    let profile = profile.clone();
-    let run = async move {
-        if containerd_dir.exists() {
-            let c = crate::node::containerd(&profile);
-            // Sandboxes are torn down through CRI (CNI DEL releases IPs and
-            // network namespaces), which needs containerd: start it again if
-            // `stop` ended it.
-            if let Err(e) = c.start().await {
-                tracing::warn!("cannot start containerd to remove pods: {e}");
-            }
-            if let Err(e) = c.delete().await {
-                tracing::warn!("cleaning up containerd: {e}");
-            }
+    let config = match profile.load_config() {
+        Ok(c) => c.unwrap_or_else(ProfileConfig::new_default),
+        Err(e) => {
+            tracing::warn!("{e}");
+            ProfileConfig::new_default()
         }
-        if crio_dir.exists() {
-            if let Err(e) = crate::node::delete_crio(&profile).await {
-                tracing::warn!("cleaning up the bundled runtime: {e}");
+    };
+    let backends = backend::with_state(profile, &config);
+    let run = async move {
+        for mut backend in backends {
+            if let Err(e) = backend.delete().await {
+                tracing::warn!("cleaning up the container runtime: {e}");
             }
         }
     };

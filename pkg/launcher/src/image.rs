@@ -1,18 +1,18 @@
 //! `rkube image load|ls|rm`: local images in a running profile's container
-//! runtime, for clusters with no registry to pull from. With containerd the
-//! archives are imported through `ctr` and listed and removed over CRI on
-//! the profile's socket (`profiles/<p>/containerd/containerd.sock`); with
-//! the bundled cri-o runtime they go straight to its on-disk image store,
-//! which the running daemon reads. The verbs are written against a
-//! small [`ImageStore`] trait so their output is tested with a fake.
+//! runtime, for clusters with no registry to pull from. The verbs go
+//! through the profile's [`Backend`]: containerd imports archives with `ctr`
+//! and lists and removes over CRI on the profile's socket; the bundled
+//! cri-o runtime uses its on-disk image store, which the running daemon
+//! reads. Their output is tested with a fake backend.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use rkube_runtime::{Containerd, ImageSummary};
+use rkube_host::Procfs;
+use rkube_runtime::ImageSummary;
 
-use crate::pidfile::Procfs;
-use crate::profile::{ContainerRuntime, Profile};
+use crate::backend::{self, Backend};
+use crate::profile::Profile;
 
 /// Errors of the image verbs.
 #[derive(Debug, thiserror::Error)]
@@ -23,12 +23,9 @@ pub enum Error {
     /// The profile's daemon is not running.
     #[error("profile {0} is not running; start it with `rkube start --profile {0}`")]
     NotRunning(String),
-    /// The runtime has no image support yet.
-    #[error("rkube image is not available yet for the {0} runtime")]
-    Unsupported(ContainerRuntime),
     /// The runtime failed.
     #[error(transparent)]
-    Runtime(#[from] rkube_runtime::Error),
+    Backend(#[from] backend::Error),
     /// Writing the output failed.
     #[error("cannot write output")]
     Output(#[source] std::io::Error),
@@ -37,153 +34,28 @@ pub enum Error {
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What the verbs need from a runtime.
-pub trait ImageStore {
-    /// Imports an archive or OCI layout; returns the image names.
-    fn import(
-        &self,
-        path: &Path,
-    ) -> impl std::future::Future<Output = rkube_runtime::Result<Vec<String>>>;
-    /// Lists the images.
-    fn list(&self) -> impl std::future::Future<Output = rkube_runtime::Result<Vec<ImageSummary>>>;
-    /// Removes an image.
-    fn remove(
-        &self,
-        reference: &str,
-    ) -> impl std::future::Future<Output = rkube_runtime::Result<()>>;
-}
-
-impl ImageStore for Containerd {
-    async fn import(&self, path: &Path) -> rkube_runtime::Result<Vec<String>> {
-        self.import_image(path).await
-    }
-    async fn list(&self) -> rkube_runtime::Result<Vec<ImageSummary>> {
-        self.list_images().await
-    }
-    async fn remove(&self, reference: &str) -> rkube_runtime::Result<()> {
-        self.remove_image(reference).await
-    }
-}
-
-/// The bundled runtime's on-disk image store.
-pub struct CrioImages(pub rkube_imagestore::ImageStore);
-
-fn store_error(
-    action: &'static str,
-    path: &Path,
-    e: rkube_imagestore::Error,
-) -> rkube_runtime::Error {
-    rkube_runtime::Error::Io {
-        action,
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    }
-}
-
-impl ImageStore for CrioImages {
-    async fn import(&self, path: &Path) -> rkube_runtime::Result<Vec<String>> {
-        let images = self
-            .0
-            .import_archive(path)
-            .map_err(|e| store_error("import", path, e))?;
-        if images.is_empty() {
-            return Err(rkube_runtime::Error::NoImages(path.into()));
-        }
-        Ok(images
-            .into_iter()
-            .flat_map(|i| {
-                if i.repo_tags.is_empty() {
-                    vec![i.id]
-                } else {
-                    i.repo_tags
-                }
-            })
-            .collect())
-    }
-    async fn list(&self) -> rkube_runtime::Result<Vec<ImageSummary>> {
-        let images = self
-            .0
-            .list()
-            .map_err(|e| store_error("list images in", self.0.root(), e))?;
-        Ok(images
-            .into_iter()
-            .map(|i| ImageSummary {
-                id: i.id,
-                repo_tags: i.repo_tags,
-                repo_digests: i.repo_digests,
-                size: i.size,
-            })
-            .collect())
-    }
-    async fn remove(&self, reference: &str) -> rkube_runtime::Result<()> {
-        match self.0.remove(reference) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(rkube_runtime::Error::ImageNotFound(reference.into())),
-            Err(e) => Err(store_error("remove an image from", self.0.root(), e)),
-        }
-    }
-}
-
-/// The image store of a running profile's runtime.
-pub enum Backend {
-    /// containerd, over `ctr` and CRI.
-    Containerd(Containerd),
-    /// The bundled runtime's store, on disk.
-    Crio(CrioImages),
-}
-
-impl ImageStore for Backend {
-    async fn import(&self, path: &Path) -> rkube_runtime::Result<Vec<String>> {
-        match self {
-            Backend::Containerd(c) => c.import(path).await,
-            Backend::Crio(c) => c.import(path).await,
-        }
-    }
-    async fn list(&self) -> rkube_runtime::Result<Vec<ImageSummary>> {
-        match self {
-            Backend::Containerd(c) => ImageStore::list(c).await,
-            Backend::Crio(c) => ImageStore::list(c).await,
-        }
-    }
-    async fn remove(&self, reference: &str) -> rkube_runtime::Result<()> {
-        match self {
-            Backend::Containerd(c) => ImageStore::remove(c, reference).await,
-            Backend::Crio(c) => ImageStore::remove(c, reference).await,
-        }
-    }
-}
-
 /// The running profile's runtime, or an error saying what to do.
-pub fn store(profile_name: &str) -> Result<Backend> {
+pub fn store(profile_name: &str) -> Result<Box<dyn Backend>> {
     store_in(&Profile::new(profile_name)?, &Procfs::default())
 }
 
 /// [`store`] for a given profile and `/proc`.
-pub fn store_in(profile: &Profile, procfs: &Procfs) -> Result<Backend> {
+pub fn store_in(profile: &Profile, procfs: &Procfs) -> Result<Box<dyn Backend>> {
     let config = profile.require_config()?;
     if procfs
-        .running(&profile.pid_file(), profile.dir())?
+        .running(&profile.pid_file(), profile.dir())
+        .map_err(crate::Error::from)?
         .is_none()
     {
         return Err(Error::NotRunning(profile.name().to_string()));
     }
-    match config.container_runtime {
-        ContainerRuntime::Containerd => Ok(Backend::Containerd(crate::node::containerd(profile))),
-        ContainerRuntime::CriO => Ok(Backend::Crio(CrioImages(crate::node::crio_images(
-            profile,
-        )?))),
-        other => Err(Error::Unsupported(other)),
-    }
+    Ok(backend::for_profile(profile, &config)?)
 }
 
 /// Imports every path, printing `Loaded image: <name>` for each image.
-pub async fn load_with(
-    store: &impl ImageStore,
-    paths: &[PathBuf],
-    out: &mut impl Write,
-) -> Result<()> {
+pub async fn load_with(store: &dyn Backend, paths: &[PathBuf], out: &mut impl Write) -> Result<()> {
     for path in paths {
-        for name in store.import(path).await? {
+        for name in store.import_image(path).await? {
             writeln!(out, "Loaded image: {name}").map_err(Error::Output)?;
         }
     }
@@ -191,20 +63,20 @@ pub async fn load_with(
 }
 
 /// Prints the images: a table, or only their names with `quiet`.
-pub async fn list_with(store: &impl ImageStore, quiet: bool, out: &mut impl Write) -> Result<()> {
-    let images = store.list().await?;
+pub async fn list_with(store: &dyn Backend, quiet: bool, out: &mut impl Write) -> Result<()> {
+    let images = store.list_images().await?;
     out.write_all(render_list(&images, quiet).as_bytes())
         .map_err(Error::Output)
 }
 
 /// Removes every reference, printing `Removed image: <ref>` for each.
 pub async fn remove_with(
-    store: &impl ImageStore,
+    store: &dyn Backend,
     references: &[String],
     out: &mut impl Write,
 ) -> Result<()> {
     for r in references {
-        store.remove(r).await?;
+        store.remove_image(r).await?;
         writeln!(out, "Removed image: {r}").map_err(Error::Output)?;
     }
     Ok(())
@@ -305,22 +177,23 @@ pub fn render_list(images: &[ImageSummary], quiet: bool) -> String {
 
 /// `rkube image load`.
 pub async fn load(profile: &str, paths: &[PathBuf]) -> Result<()> {
-    load_with(&store(profile)?, paths, &mut std::io::stdout()).await
+    load_with(&*store(profile)?, paths, &mut std::io::stdout()).await
 }
 
 /// `rkube image ls`.
 pub async fn list(profile: &str, quiet: bool) -> Result<()> {
-    list_with(&store(profile)?, quiet, &mut std::io::stdout()).await
+    list_with(&*store(profile)?, quiet, &mut std::io::stdout()).await
 }
 
 /// `rkube image rm`.
 pub async fn remove(profile: &str, references: &[String]) -> Result<()> {
-    remove_with(&store(profile)?, references, &mut std::io::stdout()).await
+    remove_with(&*store(profile)?, references, &mut std::io::stdout()).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use std::sync::Mutex;
 
     #[derive(Default)]
@@ -328,10 +201,23 @@ mod tests {
         images: Mutex<Vec<ImageSummary>>,
     }
 
-    impl ImageStore for Fake {
-        async fn import(&self, path: &Path) -> rkube_runtime::Result<Vec<String>> {
+    #[async_trait::async_trait]
+    impl Backend for Fake {
+        async fn start(&mut self) -> backend::Result<()> {
+            Ok(())
+        }
+        fn cri_socket(&self) -> PathBuf {
+            PathBuf::new()
+        }
+        async fn stop(&mut self) -> backend::Result<()> {
+            Ok(())
+        }
+        async fn delete(&mut self) -> backend::Result<()> {
+            Ok(())
+        }
+        async fn import_image(&self, path: &Path) -> backend::Result<Vec<String>> {
             if path.ends_with("bad.tar") {
-                return Err(rkube_runtime::Error::NoImages(path.into()));
+                return Err(rkube_runtime::Error::NoImages(path.into()).into());
             }
             let name = format!(
                 "docker.io/library/{}:latest",
@@ -347,15 +233,15 @@ mod tests {
             });
             Ok(vec![name])
         }
-        async fn list(&self) -> rkube_runtime::Result<Vec<ImageSummary>> {
+        async fn list_images(&self) -> backend::Result<Vec<ImageSummary>> {
             Ok(self.images.lock().unwrap().clone())
         }
-        async fn remove(&self, reference: &str) -> rkube_runtime::Result<()> {
+        async fn remove_image(&self, reference: &str) -> backend::Result<()> {
             let mut imgs = self.images.lock().unwrap();
             let before = imgs.len();
             imgs.retain(|i| !i.repo_tags.iter().any(|t| t.contains(reference)));
             if imgs.len() == before {
-                return Err(rkube_runtime::Error::ImageNotFound(reference.into()));
+                return Err(rkube_runtime::Error::ImageNotFound(reference.into()).into());
             }
             Ok(())
         }
@@ -429,10 +315,10 @@ mod tests {
         assert_eq!(render_list(&[untagged], true), "docker.io/x/y\n");
     }
 
-    #[test]
-    fn requires_a_running_containerd_profile() {
-        use crate::pidfile::PidFile;
-        use crate::profile::ProfileConfig;
+    #[tokio::test]
+    async fn requires_a_running_profile() {
+        use crate::profile::{ContainerRuntime, ProfileConfig};
+        use rkube_host::PidFile;
         let home = tempfile::tempdir().unwrap();
         let proc_root = home.path().join("proc");
         let procfs = Procfs::new(&proc_root);
@@ -452,21 +338,22 @@ mod tests {
         std::fs::write(proc_root.join("77/stat"), "77 (rkube) S 1").unwrap();
         std::fs::write(proc_root.join("77/cmdline"), "/usr/bin/rkube\0daemon\0").unwrap();
         PidFile { pid: 77, exe: None }.write(&p.pid_file()).unwrap();
-        assert!(matches!(store_in(&p, &procfs).unwrap(), Backend::Crio(_)));
+        assert_eq!(
+            store_in(&p, &procfs).unwrap().cri_socket(),
+            home.path().join("profiles/dev/crio.sock")
+        );
         cfg.container_runtime = ContainerRuntime::Docker;
         p.save_config(&cfg).unwrap();
-        let err = store_in(&p, &procfs).err().expect("an error").to_string();
+        let docker = store_in(&p, &procfs).unwrap();
+        let err = docker.list_images().await.unwrap_err().to_string();
         assert!(
-            err.contains("not available yet for the docker runtime"),
+            err.contains("docker container runtime is not available"),
             "{err}"
         );
         cfg.container_runtime = ContainerRuntime::Containerd;
         p.save_config(&cfg).unwrap();
-        let Backend::Containerd(c) = store_in(&p, &procfs).unwrap() else {
-            panic!("containerd profile gives the containerd store");
-        };
         assert_eq!(
-            c.socket(),
+            store_in(&p, &procfs).unwrap().cri_socket(),
             home.path().join("profiles/dev/containerd/containerd.sock")
         );
     }

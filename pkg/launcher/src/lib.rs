@@ -1,12 +1,15 @@
 //! The rkube launcher: everything between the `rkube` command line and the
 //! components. It owns the on-disk profile layout, runs the ordered start
 //! [`pipeline`] (profile dirs → certificates → kubeconfig → store → API
-//! server → pid file) inside the detached daemon, and implements the
-//! `start`, `stop`, `delete`, `status` and `logs` verbs on top of it.
+//! server → pid file → network → container runtime → pause image →
+//! scheduler → node agent) inside the detached daemon, and implements the
+//! `start`, `stop`, `delete`, `status`, `logs` and `image` verbs on top of
+//! it. The container runtime is reached only through one [`backend::Backend`].
 //! Only this crate knows every component; only `cmd/rkube` knows this crate.
 
 use std::path::PathBuf;
 
+pub mod backend;
 pub mod console;
 pub mod daemon;
 pub mod delete;
@@ -15,7 +18,6 @@ pub mod list;
 pub mod logs;
 pub mod manifests;
 pub mod node;
-pub mod pidfile;
 pub mod pipeline;
 pub mod probe;
 pub mod profile;
@@ -162,21 +164,9 @@ pub enum Error {
     /// Building the HTTPS client for readiness probes failed.
     #[error("cannot build the readiness probe client (is the profile's pki/ca.crt valid?)")]
     ProbeClient(#[source] reqwest::Error),
-    /// Sending a signal failed.
-    #[error("cannot signal pid {pid}")]
-    Signal {
-        /// The process.
-        pid: i32,
-        /// Cause.
-        #[source]
-        source: nix::errno::Errno,
-    },
-    /// A process did not exit even after SIGKILL.
-    #[error("process {pid} did not exit after SIGKILL; kill it by hand")]
-    Unkillable {
-        /// The process.
-        pid: i32,
-    },
+    /// A host operation (pid file, process) failed.
+    #[error(transparent)]
+    Host(#[from] rkube_host::Error),
 }
 
 /// Result alias.

@@ -1,8 +1,8 @@
 //! `rkube profile list`: every profile with its settings and state.
 
-use crate::pidfile::Procfs;
 use crate::profile::Profile;
 use crate::Result;
+use rkube_host::Procfs;
 
 /// One row of the listing.
 #[derive(Clone, Debug, PartialEq, Eq)]

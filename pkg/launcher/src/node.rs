@@ -1,110 +1,15 @@
 //! Start steps of the node side: CNI configuration, the container runtime
-//! (containerd started by rkube, or an existing CRI socket), rkube's pause
-//! image, then the scheduler and the node agent, which reach the cluster
-//! only through `kube::Client` with their own certificates.
+//! (through its [`backend`]), rkube's pause image, then the scheduler and
+//! the node agent, which reach the cluster only through `kube::Client`
+//! with their own certificates.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rkube_runtime::{Containerd, ContainerdOptions, Mirror};
-
+use crate::backend;
 use crate::pipeline::Context;
-use crate::profile::{ContainerRuntime, Profile, ProfileConfig};
 use crate::{Error, Result};
-
-/// Directory of the profile's containerd.
-pub fn containerd_dir(profile: &Profile) -> PathBuf {
-    profile.dir().join("containerd")
-}
-
-/// The CNI configuration directory of a profile.
-pub fn cni_conf_dir(profile: &Profile) -> PathBuf {
-    profile.dir().join("cni").join("net.d")
-}
-
-/// The containerd backend of a profile, with the profile's registry
-/// mirrors and plain-HTTP registries when its settings are given.
-pub fn containerd(profile: &Profile) -> Containerd {
-    containerd_with(profile, &[], &[])
-}
-
-fn containerd_with(profile: &Profile, mirrors: &[Mirror], insecure: &[String]) -> Containerd {
-    let mut opts = ContainerdOptions::new(containerd_dir(profile), rkube_image::PAUSE_IMAGE);
-    opts.cni_conf_dir = cni_conf_dir(profile);
-    opts.registry_mirrors = mirrors.to_vec();
-    for host in insecure {
-        if !mirrors.iter().any(|m| &m.host == host) {
-            opts.registry_mirrors
-                .push(rkube_runtime::registry::insecure_host(host));
-        }
-    }
-    Containerd::new(opts)
-}
-
-/// Settings of the profile's bundled runtime (`--container-runtime=cri-o`).
-pub fn crio_config(profile: &Profile, config: &ProfileConfig) -> Result<rkube_crio::CrioConfig> {
-    let mut c = rkube_crio::CrioConfig::for_profile(profile.dir(), &config.oci_runtime)
-        .map_err(|e| Error::Node(e.to_string()))?;
-    c.cni_conf_dir = cni_conf_dir(profile);
-    c.pause_image = rkube_image::PAUSE_IMAGE.to_string();
-    c.registries = rkube_imagestore::Registries {
-        mirrors: config.mirrors().map_err(Error::Node)?,
-        insecure: config.insecure_registries.clone(),
-    };
-    Ok(c)
-}
-
-/// Directory of the profile's bundled runtime.
-pub fn crio_dir(profile: &Profile) -> PathBuf {
-    profile.dir().join("crio")
-}
-
-/// Removes every pod of the bundled runtime through CRI (containers are
-/// killed, CNI releases the addresses), then its mounts and directory. The
-/// runtime is served on a side socket for that, as the daemon is stopped.
-pub async fn delete_crio(profile: &Profile) -> Result<()> {
-    let config = profile
-        .load_config()?
-        .unwrap_or_else(ProfileConfig::new_default);
-    let dir = crio_dir(profile);
-    match crio_config(profile, &config) {
-        Ok(mut cfg) => {
-            cfg.socket = profile.dir().join("crio-delete.sock");
-            match rkube_crio::serve(cfg).await {
-                Ok(running) => {
-                    let socket = running.socket().to_path_buf();
-                    match tokio::time::timeout(
-                        Duration::from_secs(60),
-                        rkube_runtime::cri::remove_all_sandboxes(&socket),
-                    )
-                    .await
-                    {
-                        Ok(Ok(n)) => tracing::info!(pods = n, "removed pod sandboxes"),
-                        Ok(Err(e)) => tracing::warn!("removing pod sandboxes: {e}"),
-                        Err(_) => tracing::warn!("removing pod sandboxes timed out"),
-                    }
-                    running.shutdown().await;
-                    let _ = std::fs::remove_file(&socket);
-                }
-                Err(e) => tracing::warn!("cannot serve the bundled runtime to remove pods: {e}"),
-            }
-        }
-        Err(e) => tracing::warn!("{e}"),
-    }
-    rkube_runtime::unmount_under(&dir).map_err(|e| Error::Node(e.to_string()))?;
-    match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", &dir)(e)),
-        _ => Ok(()),
-    }
-}
-
-/// The image store of the profile's bundled runtime (shared on disk with
-/// the running daemon; `rkube image load` writes into it directly).
-pub fn crio_images(profile: &Profile) -> Result<rkube_imagestore::ImageStore> {
-    rkube_imagestore::ImageStore::open(&crio_dir(profile).join("images"))
-        .map_err(|e| Error::Node(e.to_string()))
-}
 
 /// Writes the CNI network configuration (bridge + host-local + portmap).
 pub fn network(ctx: &mut Context) -> Result<()> {
@@ -113,88 +18,32 @@ pub fn network(ctx: &mut Context) -> Result<()> {
     }
     let opts = rkube_network::CniOptions::for_profile(ctx.profile.dir());
     rkube_network::check_plugins(&opts.cni_bin_dir).map_err(|e| Error::Node(e.to_string()))?;
-    rkube_network::write_conflist(&cni_conf_dir(&ctx.profile), &opts)
+    rkube_network::write_conflist(&ctx.profile.cni_conf_dir(), &opts)
         .map_err(|e| Error::Node(e.to_string()))?;
     Ok(())
 }
 
-/// Starts (or reuses) the container runtime and records its CRI socket.
+/// Starts (or adopts) the profile's container runtime.
 pub async fn runtime(ctx: &mut Context) -> Result<()> {
     if ctx.config.disable_agent {
         return Ok(());
     }
-    if let Some(endpoint) = &ctx.config.cri_socket {
-        let path = rkube_cri::socket_path(endpoint).map_err(|e| Error::Node(e.to_string()))?;
-        ctx.cri_socket = Some(path);
-        return Ok(());
-    }
-    match ctx.config.container_runtime {
-        ContainerRuntime::Containerd => {
-            Containerd::check_host().map_err(|e| Error::Node(e.to_string()))?;
-            let mirrors = ctx.config.mirrors().map_err(Error::Node)?;
-            let c = containerd_with(&ctx.profile, &mirrors, &ctx.config.insecure_registries);
-            c.start().await.map_err(|e| Error::Node(e.to_string()))?;
-            ctx.cri_socket = Some(c.socket());
-            Ok(())
-        }
-        ContainerRuntime::CriO => {
-            let cfg = crio_config(&ctx.profile, &ctx.config)?;
-            let running = rkube_crio::serve(cfg)
-                .await
-                .map_err(|e| Error::Node(e.to_string()))?;
-            ctx.cri_socket = Some(running.socket().to_path_buf());
-            ctx.crio = Some(running);
-            Ok(())
-        }
-        other => Err(Error::Node(format!(
-            "the {other} container runtime is not available in this build yet; use --container-runtime=containerd or --cri-socket unix:///path/to/cri.sock"
-        ))),
-    }
+    let node = |e: backend::Error| Error::Node(e.to_string());
+    let mut backend = backend::for_profile(&ctx.profile, &ctx.config).map_err(node)?;
+    backend.start().await.map_err(node)?;
+    ctx.backend = Some(backend);
+    Ok(())
 }
 
 /// Imports rkube's pause image into the runtime unless it is there.
 pub async fn pause_image(ctx: &mut Context) -> Result<()> {
-    let Some(sock) = ctx.cri_socket.clone() else {
+    let Some(backend) = &ctx.backend else {
         return Ok(());
     };
-    if ctx.config.cri_socket.is_some() {
-        // An external runtime brings its own sandbox image configuration.
-        return Ok(());
-    }
-    let clients = rkube_cri::connect(&sock).map_err(|e| Error::Node(e.to_string()))?;
-    let mut image = clients.image.clone();
-    let present = image
-        .image_status(rkube_cri::api::ImageStatusRequest {
-            image: Some(rkube_cri::api::ImageSpec {
-                image: rkube_image::PAUSE_IMAGE.to_string(),
-                ..Default::default()
-            }),
-            verbose: false,
-        })
+    backend
+        .ensure_pause_image(ctx.profile.dir())
         .await
-        .map(|r| r.into_inner().image.is_some())
-        .unwrap_or(false);
-    if present {
-        return Ok(());
-    }
-    let archive = ctx.profile.dir().join("pause.tar");
-    rkube_image::write_pause_archive(&archive).map_err(|e| Error::Node(e.to_string()))?;
-    match ctx.config.container_runtime {
-        ContainerRuntime::Containerd => {
-            containerd(&ctx.profile)
-                .import_image(&archive)
-                .await
-                .map_err(|e| Error::Node(e.to_string()))?;
-        }
-        ContainerRuntime::CriO => {
-            crio_images(&ctx.profile)?
-                .import_archive(&archive)
-                .map_err(|e| Error::Node(e.to_string()))?;
-        }
-        ContainerRuntime::Docker => {}
-    }
-    let _ = std::fs::remove_file(&archive);
-    Ok(())
+        .map_err(|e| Error::Node(e.to_string()))
 }
 
 async fn client_for(ctx: &Context, cert: &str, key: &str) -> Result<kube::Client> {
@@ -270,7 +119,7 @@ pub async fn controller_manager(ctx: &mut Context) -> Result<()> {
 
 /// Starts the node agent in this process.
 pub async fn node_agent(ctx: &mut Context) -> Result<()> {
-    let Some(sock) = ctx.cri_socket.clone() else {
+    let Some(sock) = ctx.backend.as_ref().map(|b| b.cri_socket()) else {
         return Ok(());
     };
     let pki = ctx

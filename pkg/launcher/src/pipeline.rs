@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rkube_apiserver::Running;
+use rkube_host::PidFile;
 use rkube_pki::{Pki, PkiOptions};
 use rkube_store::Store;
 
+use crate::backend::Backend;
 use crate::console::Reporter;
-use crate::pidfile::PidFile;
 use crate::profile::{Datastore, Profile, ProfileConfig};
 use crate::{manifests, Error, Result, KUBERNETES_VERSION};
 
@@ -112,7 +113,7 @@ impl Step {
             Step::Kubeconfig => kubeconfig(ctx),
             Step::Store => open_store(ctx),
             Step::ApiServer => apiserver(ctx).await,
-            Step::PidFile => PidFile::current().write(&ctx.profile.pid_file()),
+            Step::PidFile => Ok(PidFile::current().write(&ctx.profile.pid_file())?),
             Step::ControllerManager => crate::node::controller_manager(ctx).await,
             Step::Network => crate::node::network(ctx),
             Step::Runtime => crate::node::runtime(ctx).await,
@@ -135,10 +136,8 @@ pub struct Context {
     pub store: Option<Arc<dyn Store>>,
     /// The API server, after [`Step::ApiServer`].
     pub apiserver: Option<Running>,
-    /// CRI socket of the runtime, after [`Step::Runtime`].
-    pub cri_socket: Option<std::path::PathBuf>,
-    /// The bundled runtime, when this profile uses it.
-    pub crio: Option<rkube_crio::Running>,
+    /// The container runtime, after [`Step::Runtime`].
+    pub backend: Option<Box<dyn Backend>>,
     /// Tells the scheduler and node agent to stop.
     pub agents_shutdown: tokio::sync::watch::Sender<bool>,
     /// The scheduler and node agent tasks.
@@ -154,8 +153,7 @@ impl Context {
             pki: None,
             store: None,
             apiserver: None,
-            cri_socket: None,
-            crio: None,
+            backend: None,
             agents_shutdown: tokio::sync::watch::channel(false).0,
             agents: Vec::new(),
         }

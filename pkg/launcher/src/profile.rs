@@ -239,12 +239,12 @@ impl ProfileConfig {
     }
 
     /// The parsed registry mirrors.
-    pub fn mirrors(&self) -> std::result::Result<Vec<rkube_runtime::Mirror>, String> {
+    pub fn mirrors(&self) -> std::result::Result<Vec<rkube_host::Mirror>, String> {
         self.registry_mirrors
             .iter()
             .map(|m| {
                 m.parse()
-                    .map_err(|e: rkube_runtime::Error| format!("--registry-mirror {m:?}: {e}"))
+                    .map_err(|e: rkube_host::Error| format!("--registry-mirror {m:?}: {e}"))
             })
             .collect()
     }
@@ -359,6 +359,11 @@ impl Profile {
     /// `pki/`: certificates and keys.
     pub fn pki_dir(&self) -> PathBuf {
         self.dir.join("pki")
+    }
+
+    /// `cni/net.d/`: the CNI network configuration of the node.
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.join("cni").join("net.d")
     }
 
     /// `data/`: the embedded datastore.

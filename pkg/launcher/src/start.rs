@@ -2,15 +2,14 @@
 //! steps with timing output, spawn the daemon detached (its own session,
 //! output appended to `rkube.log`) and poll `/readyz` until it answers.
 
-use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use rkube_host::{pidfile, process, Procfs};
 
 use crate::console::{Console, Reporter};
 use crate::logs::tail_lines;
-use crate::pidfile::{self, Procfs};
 use crate::pipeline::{self, server_url, Context, Step};
 use crate::probe::Prober;
 use crate::profile::{self, Datastore, Overrides, Profile, ProfileConfig};
@@ -169,44 +168,20 @@ pub async fn run(opts: StartOptions) -> Result<()> {
     Ok(())
 }
 
-/// Spawns `rkube daemon --profile <name>` in its own session. Returns the
-/// child and the log size before it started.
+/// Spawns `rkube daemon --profile <name>` in its own session, output
+/// appended to the profile's log. Returns the child and the log size
+/// before it started.
 fn spawn(profile: &Profile) -> Result<(Child, u64)> {
     let exe = std::env::current_exe().map_err(|source| Error::Spawn {
         exe: "rkube".into(),
         source,
     })?;
     let log_path = profile.log_file();
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(Error::io("open", &log_path))?;
-    let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
-    let log_err = log.try_clone().map_err(Error::io("open", &log_path))?;
+    let offset = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
     let mut cmd = Command::new(&exe);
-    cmd.args(["daemon", "--profile", profile.name()])
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err);
-    detach(&mut cmd);
-    let child = cmd.spawn().map_err(|source| Error::Spawn { exe, source })?;
+    cmd.args(["daemon", "--profile", profile.name()]);
+    let child = process::spawn_detached(cmd, &log_path)?;
     Ok((child, offset))
-}
-
-/// Makes the child a session leader so it outlives the terminal and does
-/// not receive the terminal's Ctrl-C.
-#[allow(unsafe_code)]
-fn detach(cmd: &mut Command) {
-    // SAFETY: the closure runs between fork and exec; it only calls
-    // setsid(2), which is async-signal-safe, and allocates nothing.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
-        });
-    }
 }
 
 async fn wait_ready(profile: &Profile, port: u16, mut child: Child, log_offset: u64) -> Result<()> {

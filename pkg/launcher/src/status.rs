@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::pidfile::Procfs;
 use crate::pipeline::server_url;
 use crate::probe::Prober;
 use crate::profile::Profile;
 use crate::Result;
+use rkube_host::Procfs;
 
 /// State of one profile.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

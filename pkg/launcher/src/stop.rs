@@ -4,13 +4,10 @@
 //! cleaned up, never signalled.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use rkube_host::{pidfile, process, PidFile, Procfs};
 
-use crate::pidfile::{self, PidFile, Procfs};
 use crate::profile::Profile;
 use crate::{Error, Result};
 
@@ -29,46 +26,12 @@ pub fn stop(profile: &Profile, procfs: &Procfs, grace: Duration) -> Result<Vec<i
             }
         }
     }
-    for (pid, _) in &live {
-        signal(*pid, Signal::SIGTERM)?;
-    }
-    let alive = |pid: &i32| procfs.is_alive(*pid);
     let pids: Vec<i32> = live.iter().map(|(p, _)| *p).collect();
-    if !wait_gone(&pids, grace, alive) {
-        for pid in pids.iter().filter(|p| alive(p)) {
-            tracing::warn!(pid, "process ignored SIGTERM, sending SIGKILL");
-            signal(*pid, Signal::SIGKILL)?;
-        }
-        if !wait_gone(&pids, Duration::from_secs(5), alive) {
-            let pid = pids.into_iter().find(|p| alive(p)).unwrap_or_default();
-            return Err(Error::Unkillable { pid });
-        }
-    }
+    process::terminate(procfs, &pids, grace)?;
     for (_, file) in &live {
         pidfile::remove(file)?;
     }
     Ok(pids)
-}
-
-fn signal(pid: i32, sig: Signal) -> Result<()> {
-    match kill(Pid::from_raw(pid), sig) {
-        Ok(()) | Err(Errno::ESRCH) => Ok(()),
-        Err(source) => Err(Error::Signal { pid, source }),
-    }
-}
-
-/// Polls until none of `pids` is alive or `within` passed; true when all are gone.
-fn wait_gone(pids: &[i32], within: Duration, alive: impl Fn(&i32) -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if !pids.iter().any(&alive) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
 }
 
 /// Runs `rkube stop` and prints the outcome.

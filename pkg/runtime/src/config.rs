@@ -12,7 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::registry::{quote, Mirror};
+use rkube_host::Mirror;
+
+use crate::registry::quote;
 use crate::{Error, Result};
 
 /// Longest usable unix socket path (`sun_path` is 108 bytes with the NUL).

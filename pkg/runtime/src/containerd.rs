@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use rkube_host::procfs::has_flag;
+use rkube_host::{mount, path, pidfile, process, PidFile, Procfs};
+
 use crate::config::{CgroupDriver, ContainerdOptions, HostInfo};
 use crate::images::ImageSummary;
-use crate::process::{self, Procfs};
 use crate::{cri, images, Error, Result};
 
 /// How long containerd gets to answer CRI after it is started.
@@ -46,7 +48,7 @@ impl Containerd {
 
     /// Checks that containerd, its shim, ctr and runc are installed.
     pub fn check_host() -> Result<()> {
-        crate::host::check_host()
+        crate::programs::check_host()
     }
 
     /// The options.
@@ -74,8 +76,8 @@ impl Containerd {
     /// in the pid file when it still is ours, else one found by its config.
     pub fn running_pid(&self) -> Result<Option<i32>> {
         let config = self.config_arg();
-        let ours = |args: &[String]| process::has_flag(args, "containerd", "--config", &config);
-        if let Some(pid) = process::read_pid(&self.opts.pid_file())? {
+        let ours = |args: &[String]| has_flag(args, "containerd", "--config", &config);
+        if let Some(pid) = PidFile::read(&self.opts.pid_file())?.map(|f| f.pid) {
             if self.procfs.is_alive(pid) && self.procfs.args(pid).is_some_and(|a| ours(&a)) {
                 return Ok(Some(pid));
             }
@@ -92,8 +94,8 @@ impl Containerd {
         let socket = self.socket();
         if let Some(pid) = self.running_pid()? {
             tracing::info!(pid, "reusing running containerd");
-            let exe = crate::host::which("containerd").unwrap_or_else(|| "containerd".into());
-            process::write_pid(&pid_file, pid, &exe)?;
+            let exe = rkube_host::which("containerd").unwrap_or_else(|| "containerd".into());
+            PidFile::new(pid, &exe).write(&pid_file)?;
             if cri::wait_ready(&socket, START_TIMEOUT).await {
                 return Ok(());
             }
@@ -104,22 +106,22 @@ impl Containerd {
             });
         }
         Self::check_host()?;
-        let exe = crate::host::which("containerd").unwrap_or_else(|| "containerd".into());
+        let exe = rkube_host::which("containerd").unwrap_or_else(|| "containerd".into());
         for s in [
             socket.clone(),
             PathBuf::from(format!("{}.ttrpc", socket.display())),
         ] {
-            process::remove_file(&s)?;
+            pidfile::remove(&s)?;
         }
         let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let mut cmd = Command::new(&exe);
         cmd.arg("--config")
             .arg(self.opts.config_file())
-            .env("PATH", crate::host::search_path())
+            .env("PATH", path::search_path())
             .current_dir(&self.opts.dir);
         let mut child = process::spawn_detached(cmd, &log)?;
         let pid = child.id() as i32;
-        process::write_pid(&pid_file, pid, &exe)?;
+        PidFile::new(pid, &exe).write(&pid_file)?;
         tracing::info!(pid, socket = %socket.display(), "started containerd");
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         let failure = loop {
@@ -146,7 +148,7 @@ impl Containerd {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        process::remove_file(&pid_file)?;
+        pidfile::remove(&pid_file)?;
         Err(failure)
     }
 
@@ -178,7 +180,7 @@ impl Containerd {
             tracing::info!(pid, "stopping containerd");
             process::terminate(&self.procfs, &[pid], STOP_GRACE)?;
         }
-        process::remove_file(&self.opts.pid_file())
+        Ok(pidfile::remove(&self.opts.pid_file())?)
     }
 
     /// Removes everything: every pod (through CRI when containerd answers),
@@ -201,12 +203,12 @@ impl Containerd {
         let sock = socket.to_string_lossy().into_owned();
         let shims = self
             .procfs
-            .find(|a| process::has_flag(a, "containerd-shim-runc-v2", "-address", &sock));
+            .find(|a| has_flag(a, "containerd-shim-runc-v2", "-address", &sock));
         if !shims.is_empty() {
             tracing::info!(?shims, "killing leftover shims");
             process::terminate(&self.procfs, &shims, Duration::from_secs(2))?;
         }
-        unmount_under(&self.opts.dir)?;
+        mount::unmount_under(&self.opts.dir)?;
         match std::fs::remove_dir_all(&self.opts.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(Error::io("remove", &self.opts.dir)(e))
@@ -221,7 +223,7 @@ impl Containerd {
         let Ok(namespaces) = std::fs::read_dir(&root) else {
             return;
         };
-        let runc = crate::host::which("runc").unwrap_or_else(|| "runc".into());
+        let runc = rkube_host::which("runc").unwrap_or_else(|| "runc".into());
         for ns in namespaces.filter_map(|e| e.ok()).map(|e| e.path()) {
             let Ok(ids) = std::fs::read_dir(&ns) else {
                 continue;
@@ -242,79 +244,9 @@ impl Containerd {
     }
 }
 
-/// Mount points at or under `dir`, deepest first, from `mountinfo` text.
-pub fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
-    let mut points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mount_path)
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    points.dedup();
-    points
-}
-
-/// Decodes mountinfo's octal escapes (`\040` for a space).
-fn unescape_mount_path(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Lazily unmounts every mount under `dir`.
-pub fn unmount_under(dir: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(Error::io("read", "/proc/self/mountinfo"))?;
-    let Ok(dir) = dir.canonicalize() else {
-        return Ok(());
-    };
-    for m in mounts_under(&info, &dir) {
-        match nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
-            Ok(()) => tracing::debug!(mount = %m.display(), "unmounted"),
-            Err(e) => tracing::warn!(mount = %m.display(), error = %e, "cannot unmount"),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_mounts_under_a_dir_deepest_first() {
-        let info = "\
-22 1 0:20 / / rw - ext4 /dev/vda rw
-30 22 0:50 / /p/containerd/root/snap/1/fs rw - overlay overlay rw
-31 22 0:51 / /p/containerd/state/shm rw - tmpfs shm rw
-32 22 0:52 / /p/containerd2/x rw - tmpfs t rw
-33 22 0:53 / /p/containerd/with\\040space rw - tmpfs t rw
-";
-        let m = mounts_under(info, Path::new("/p/containerd"));
-        assert_eq!(
-            m,
-            vec![
-                PathBuf::from("/p/containerd/root/snap/1/fs"),
-                PathBuf::from("/p/containerd/state/shm"),
-                PathBuf::from("/p/containerd/with space"),
-            ]
-        );
-    }
 
     #[test]
     fn no_running_containerd_for_a_fresh_profile() {

@@ -155,7 +155,7 @@ pub(crate) async fn ctr(
     stdin_dir: Option<&Path>,
 ) -> Result<String> {
     let mut cmd = Command::new("ctr");
-    cmd.env("PATH", crate::host::search_path())
+    cmd.env("PATH", rkube_host::path::search_path())
         .arg("--address")
         .arg(socket)
         .args(["--namespace", CRI_NAMESPACE])
@@ -170,7 +170,7 @@ pub(crate) async fn ctr(
             .arg(dir)
             .args(["-cf", "-", "."])
             .stdout(Stdio::piped());
-        let mut child = t.spawn().map_err(|source| Error::Spawn {
+        let mut child = t.spawn().map_err(|source| rkube_host::Error::Spawn {
             program: "tar".into(),
             source,
         })?;
@@ -180,10 +180,13 @@ pub(crate) async fn ctr(
     } else {
         cmd.stdin(Stdio::null());
     }
-    let out = cmd.output().await.map_err(|source| Error::Spawn {
-        program: "ctr".into(),
-        source,
-    });
+    let out = cmd
+        .output()
+        .await
+        .map_err(|source| rkube_host::Error::Spawn {
+            program: "ctr".into(),
+            source,
+        });
     if let Some(mut t) = tar {
         let _ = t.wait();
     }

@@ -4,23 +4,22 @@
 //! so pods survive a restart of rkube, waits for its CRI service, imports
 //! local images and stops it), or point at a CRI runtime that already runs
 //! ([`external`]). Either way the node agent only needs the socket.
+//! Processes, pid files, mounts and mirror settings come from `rkube_host`.
 
 use std::path::PathBuf;
 
 pub mod config;
 pub mod containerd;
 pub mod cri;
-pub mod host;
 pub mod images;
-pub mod process;
+pub mod programs;
 pub mod registry;
 
 pub use config::{CgroupDriver, ContainerdOptions, HostInfo};
-pub use containerd::{unmount_under, Containerd};
+pub use containerd::Containerd;
 pub use cri::{external, External};
-pub use host::check_host;
 pub use images::{normalize_reference, ImageSummary};
-pub use registry::Mirror;
+pub use programs::check_host;
 
 /// Errors of the runtime backends. Messages say what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -46,16 +45,6 @@ pub enum Error {
     /// A socket path is relative.
     #[error("socket path {0} must be absolute")]
     RelativeSocket(PathBuf),
-    /// A registry mirror is malformed.
-    #[error("invalid registry mirror {endpoint:?} for {host:?}: {reason}")]
-    InvalidMirror {
-        /// Registry host being mirrored.
-        host: String,
-        /// The endpoint.
-        endpoint: String,
-        /// What is wrong.
-        reason: &'static str,
-    },
     /// A file system operation failed.
     #[error("cannot {action} {path}")]
     Io {
@@ -63,15 +52,6 @@ pub enum Error {
         action: &'static str,
         /// The path involved.
         path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A program could not be started.
-    #[error("cannot run {program}")]
-    Spawn {
-        /// The program.
-        program: String,
         /// Cause.
         #[source]
         source: std::io::Error,
@@ -135,21 +115,9 @@ pub enum Error {
     /// The image is not in the runtime.
     #[error("image {0:?} not found")]
     ImageNotFound(String),
-    /// Sending a signal failed.
-    #[error("cannot signal pid {pid}")]
-    Signal {
-        /// The process.
-        pid: i32,
-        /// Cause.
-        #[source]
-        source: nix::errno::Errno,
-    },
-    /// A process survived SIGKILL.
-    #[error("process {pid} did not exit after SIGKILL; kill it by hand")]
-    Unkillable {
-        /// The process.
-        pid: i32,
-    },
+    /// A host operation (pid file, process, mount, mirror setting) failed.
+    #[error(transparent)]
+    Host(#[from] rkube_host::Error),
 }
 
 /// Result alias.

@@ -84,7 +84,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
 
 /// Checks a `--registry-mirror` value early, so a typo fails before start.
 fn parse_mirror(s: &str) -> Result<String, String> {
-    s.parse::<rkube_runtime::Mirror>()
+    s.parse::<rkube_host::Mirror>()
         .map(|m| m.to_string())
         .map_err(|e| e.to_string())
 }

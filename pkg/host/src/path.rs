@@ -1,21 +1,10 @@
-//! Host programs the containerd backend runs, and the check that they are
-//! installed. Debian puts runc in /usr/sbin, which a user's PATH may lack,
-//! so lookups (and the PATH containerd and its shims get) always include the
-//! standard system directories.
+//! Finding host programs. Debian puts runc and other daemons in /usr/sbin,
+//! which a user's PATH may lack, so lookups (and the PATH given to the
+//! daemons rkube starts) always include the standard system directories.
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-use crate::{Error, Result};
-
-/// Programs the containerd backend needs, with the Debian package of each.
-pub const CONTAINERD_PROGRAMS: &[(&str, &str)] = &[
-    ("containerd", "containerd"),
-    ("containerd-shim-runc-v2", "containerd"),
-    ("ctr", "containerd"),
-    ("runc", "runc"),
-];
 
 /// Directories appended to PATH when they are missing from it.
 const SYSTEM_DIRS: &[&str] = &[
@@ -54,53 +43,9 @@ pub fn which(name: &str) -> Option<PathBuf> {
     which_in(name, &search_path())
 }
 
-/// Fails, naming the packages to install, unless `found` finds every program.
-pub fn check_programs(programs: &[(&str, &str)], found: impl Fn(&str) -> bool) -> Result<()> {
-    let missing: Vec<(&str, &str)> = programs
-        .iter()
-        .copied()
-        .filter(|(p, _)| !found(p))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let mut packages: Vec<&str> = missing.iter().map(|(_, pkg)| *pkg).collect();
-    packages.dedup();
-    Err(Error::MissingBinaries {
-        missing: missing
-            .iter()
-            .map(|(p, _)| *p)
-            .collect::<Vec<_>>()
-            .join(", "),
-        packages: packages.join(" "),
-    })
-}
-
-/// Checks that containerd, its runc shim, ctr and runc are installed.
-pub fn check_host() -> Result<()> {
-    check_programs(CONTAINERD_PROGRAMS, |p| which(p).is_some())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_the_debian_packages() {
-        let err = check_programs(CONTAINERD_PROGRAMS, |_| false)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("containerd, containerd-shim-runc-v2, ctr, runc"),
-            "{err}"
-        );
-        assert!(err.contains("apt-get install containerd runc"), "{err}");
-        let err = check_programs(CONTAINERD_PROGRAMS, |p| p != "runc")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("apt-get install runc`"), "{err}");
-        check_programs(CONTAINERD_PROGRAMS, |_| true).unwrap();
-    }
 
     #[test]
     fn path_gets_system_dirs_once() {

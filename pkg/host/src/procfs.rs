@@ -1,73 +1,13 @@
-//! Pid files: `<name>.pid` in the profile directory holds the pid of a
-//! process rkube started, and optionally, on a second line, its executable.
-//! A pid file is stale when that process is gone (or a zombie), or when the
-//! pid was reused by a process that is not ours. Processes are inspected
-//! through a [`Procfs`] root so tests can use a fake `/proc`.
+//! A view of `/proc` (or of a fake one, for tests): whether a process is
+//! alive, its arguments, processes found by their command line, and
+//! whether the process a [`PidFile`] records is still ours.
 
 use std::path::{Path, PathBuf};
 
-use crate::{Error, Result};
+use crate::pidfile::PidFile;
+use crate::Result;
 
-/// Contents of a pid file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PidFile {
-    /// The process id.
-    pub pid: i32,
-    /// The executable that was started, if recorded.
-    pub exe: Option<PathBuf>,
-}
-
-impl PidFile {
-    /// Parses `"<pid>\n[<exe>\n]"`; `None` if malformed.
-    pub fn parse(text: &str) -> Option<Self> {
-        let mut lines = text.lines();
-        let pid: i32 = lines.next()?.trim().parse().ok().filter(|p| *p > 0)?;
-        let exe = lines
-            .next()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(PathBuf::from);
-        Some(Self { pid, exe })
-    }
-
-    /// Reads `path`; `None` if it does not exist or is malformed.
-    pub fn read(path: &Path) -> Result<Option<Self>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(Self::parse(&text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("read", path)(e)),
-        }
-    }
-
-    /// Writes the pid file atomically.
-    pub fn write(&self, path: &Path) -> Result<()> {
-        let mut text = format!("{}\n", self.pid);
-        if let Some(exe) = &self.exe {
-            text.push_str(&format!("{}\n", exe.display()));
-        }
-        let tmp = path.with_extension("pid.tmp");
-        std::fs::write(&tmp, text).map_err(Error::io("write", &tmp))?;
-        std::fs::rename(&tmp, path).map_err(Error::io("write", path))
-    }
-
-    /// The pid file of the current process.
-    pub fn current() -> Self {
-        Self {
-            pid: std::process::id() as i32,
-            exe: std::env::current_exe().ok(),
-        }
-    }
-}
-
-/// Removes a pid file; a missing file is fine.
-pub fn remove(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path)(e)),
-        _ => Ok(()),
-    }
-}
-
-/// A view of `/proc` (or a fake of it).
+/// A view of `/proc` (or of a fake one).
 #[derive(Clone, Debug)]
 pub struct Procfs {
     root: PathBuf,
@@ -97,15 +37,33 @@ impl Procfs {
         !matches!(state, None | Some("Z") | Some("X"))
     }
 
+    /// The arguments of `pid`.
+    pub fn args(&self, pid: i32) -> Option<Vec<String>> {
+        let raw = std::fs::read(self.root.join(pid.to_string()).join("cmdline")).ok()?;
+        Some(
+            raw.split(|b| *b == 0)
+                .filter(|p| !p.is_empty())
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect(),
+        )
+    }
+
     /// The command line of `pid`, arguments joined by spaces.
     pub fn cmdline(&self, pid: i32) -> Option<String> {
-        let raw = std::fs::read(self.root.join(pid.to_string()).join("cmdline")).ok()?;
-        let parts: Vec<String> = raw
-            .split(|b| *b == 0)
-            .filter(|p| !p.is_empty())
-            .map(|p| String::from_utf8_lossy(p).into_owned())
+        self.args(pid).map(|a| a.join(" "))
+    }
+
+    /// Live processes whose arguments satisfy `pred`, in pid order.
+    pub fn find(&self, pred: impl Fn(&[String]) -> bool) -> Vec<i32> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut pids: Vec<i32> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|pid| self.args(*pid).is_some_and(|a| pred(&a)) && self.is_alive(*pid))
             .collect();
-        Some(parts.join(" "))
+        pids.sort_unstable();
+        pids
     }
 
     /// The live process recorded in `file`, if it is still ours: its command
@@ -130,11 +88,19 @@ impl Procfs {
     }
 }
 
+/// Whether `args` run `program` (by base name) with `flag value` among them.
+pub fn has_flag(args: &[String], program: &str, flag: &str, value: &str) -> bool {
+    let runs = args
+        .first()
+        .is_some_and(|a| Path::new(a).file_name().is_some_and(|n| n == program));
+    runs && args.windows(2).any(|w| w[0] == flag && w[1] == value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fake_proc(root: &Path, pid: i32, state: &str, cmdline: &[&str]) {
+    fn fake_proc(root: &Path, pid: i32, state: &str, args: &[&str]) {
         let dir = root.join(pid.to_string());
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
@@ -142,38 +108,39 @@ mod tests {
             format!("{pid} (my (odd) comm) {state} 1 2 3"),
         )
         .unwrap();
-        let mut raw = cmdline.join("\0").into_bytes();
+        let mut raw = args.join("\0").into_bytes();
         raw.push(0);
         std::fs::write(dir.join("cmdline"), raw).unwrap();
     }
 
     #[test]
-    fn parses_pid_files() {
-        assert_eq!(PidFile::parse("42\n"), Some(PidFile { pid: 42, exe: None }));
-        assert_eq!(
-            PidFile::parse("42\n/usr/bin/rkube\n"),
-            Some(PidFile {
-                pid: 42,
-                exe: Some("/usr/bin/rkube".into())
-            })
+    fn finds_processes_by_flag() {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = "/p/containerd/config.toml";
+        fake_proc(
+            root.path(),
+            7,
+            "S",
+            &["/usr/bin/containerd", "--config", cfg],
         );
-        assert_eq!(PidFile::parse(""), None);
-        assert_eq!(PidFile::parse("abc"), None);
-        assert_eq!(PidFile::parse("0"), None);
-        assert_eq!(PidFile::parse("-5"), None);
-    }
-
-    #[test]
-    fn write_read_remove() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rkube.pid");
-        assert_eq!(PidFile::read(&path).unwrap(), None);
-        let f = PidFile::current();
-        f.write(&path).unwrap();
-        assert_eq!(PidFile::read(&path).unwrap(), Some(f));
-        remove(&path).unwrap();
-        remove(&path).unwrap();
-        assert!(!path.exists());
+        fake_proc(
+            root.path(),
+            8,
+            "Z",
+            &["/usr/bin/containerd", "--config", cfg],
+        );
+        fake_proc(
+            root.path(),
+            9,
+            "S",
+            &["/usr/bin/containerd", "--config", "/other"],
+        );
+        fake_proc(root.path(), 10, "S", &["/usr/bin/vim", "--config", cfg]);
+        std::fs::create_dir_all(root.path().join("self")).unwrap();
+        let procfs = Procfs::new(root.path());
+        let found = procfs.find(|a| has_flag(a, "containerd", "--config", cfg));
+        assert_eq!(found, vec![7]);
+        assert!(!procfs.is_alive(8) && procfs.is_alive(9) && !procfs.is_alive(99));
     }
 
     #[test]
