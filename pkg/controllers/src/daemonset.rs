@@ -16,11 +16,11 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, PodTemplateSpec, Taint, Toleration,
+    PodSpec, PodTemplateSpec, Toleration,
 };
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::Selector;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -28,8 +28,10 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::history::{self, HASH_LABEL};
+use crate::intstr::scaled_value;
 use crate::owner::{self, Claim};
-use crate::{hash, pods, Context, Error, Result, Shutdown};
+use crate::{hash, pods, status, Context, Error, Result, Shutdown};
+use rkube_apimachinery::scheduling::{find_untolerated, fits_node_affinity};
 
 /// Pod label holding the DaemonSet's template generation.
 pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
@@ -82,26 +84,6 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action> {
 // ---------------------------------------------------------------------------
 // Pure decision logic.
 
-/// An int-or-percent scaled against `total` (upstream's
-/// GetScaledValueFromIntOrPercent); an unparsable percent counts as 0.
-pub fn scaled_value(v: &IntOrString, total: i32, round_up: bool) -> i32 {
-    match v {
-        IntOrString::Int(i) => *i,
-        IntOrString::String(s) => {
-            let Some(p) = s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) else {
-                return s.parse().unwrap_or(0);
-            };
-            let prod = p * i64::from(total);
-            let v = if round_up {
-                (prod + 99).div_euclid(100)
-            } else {
-                prod.div_euclid(100)
-            };
-            i32::try_from(v).unwrap_or(0)
-        }
-    }
-}
-
 fn toleration(key: &str, effect: &str) -> Toleration {
     Toleration {
         key: Some(key.into()),
@@ -147,94 +129,6 @@ pub fn add_daemon_tolerations(spec: &mut PodSpec) {
     }
 }
 
-/// Whether `t` tolerates `taint` (upstream's ToleratesTaint).
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if t.effect
-        .as_deref()
-        .is_some_and(|e| !e.is_empty() && e != taint.effect)
-    {
-        return false;
-    }
-    if t.key
-        .as_deref()
-        .is_some_and(|k| !k.is_empty() && k != taint.key)
-    {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or(&[]);
-    let int = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => match (values.first().and_then(|b| int(b)), value.and_then(int)) {
-            (Some(b), Some(v)) if values.len() == 1 => {
-                if r.operator == "Gt" {
-                    v > b
-                } else {
-                    v < b
-                }
-            }
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-/// Whether one nodeSelectorTerm selects `node` (requirements ANDed; an
-/// empty term selects nothing; matchFields know `metadata.name`).
-pub fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    let name = node.metadata.name.as_deref();
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields
-            .iter()
-            .all(|r| r.key == "metadata.name" && requirement_matches(r, name))
-}
-
-/// nodeSelector and required node affinity of `spec` against `node`.
-pub fn fits_node_affinity(spec: &PodSpec, node: &Node) -> bool {
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    if let Some(sel) = &spec.node_selector {
-        if sel.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-            return false;
-        }
-    }
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| {
-            na.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    match required {
-        Some(req) => req
-            .node_selector_terms
-            .iter()
-            .any(|t| term_matches(t, node)),
-        None => true,
-    }
-}
-
 /// (should run, should continue running) of a daemon pod from `template`
 /// on `node`, as upstream's NodeShouldRunDaemonPod: name and affinity must
 /// fit; untolerated NoSchedule/NoExecute taints forbid new pods, and only
@@ -254,17 +148,14 @@ pub fn node_should_run(template: &PodTemplateSpec, node: &Node) -> (bool, bool) 
     }
     add_daemon_tolerations(&mut spec);
     let tolerations = spec.tolerations.unwrap_or_default();
-    let untolerated = |effects: &[&str]| {
-        node.spec
-            .as_ref()
-            .and_then(|s| s.taints.as_ref())
-            .into_iter()
-            .flatten()
-            .filter(|t| effects.contains(&t.effect.as_str()))
-            .any(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
-    };
-    if untolerated(&["NoSchedule", "NoExecute"]) {
-        return (false, !untolerated(&["NoExecute"]));
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_deref())
+        .unwrap_or(&[]);
+    if find_untolerated(taints, &tolerations, &["NoSchedule", "NoExecute"]).is_some() {
+        let evicted = find_untolerated(taints, &tolerations, &["NoExecute"]).is_some();
+        return (false, !evicted);
     }
     (true, true)
 }
@@ -540,11 +431,11 @@ pub fn surge_and_unavailable(ds: &DaemonSet, desired: i32) -> (i32, i32) {
         .and_then(|u| u.rolling_update.as_ref());
     let surge = ru
         .and_then(|r| r.max_surge.as_ref())
-        .map(|v| scaled_value(v, desired, true))
+        .map(|v| scaled_value(v, desired, true).unwrap_or(0))
         .unwrap_or(0);
     let unavailable = ru
         .and_then(|r| r.max_unavailable.as_ref())
-        .map(|v| scaled_value(v, desired, true))
+        .map(|v| scaled_value(v, desired, true).unwrap_or(0))
         .unwrap_or(1);
     if surge == 0 && unavailable == 0 {
         (0, 1)
@@ -711,41 +602,18 @@ async fn sync(ds: &DaemonSet, ctx: &Context) -> Result<Action> {
 
     // Pods: claim by selector (adopt orphans, release non-matching).
     let mut owned: Vec<Pod> = Vec::new();
-    let all = pod_api
-        .list(&ListParams::default())
-        .await
-        .map_err(Error::kube(format!("list pods in {ns}")))?;
-    for pod in all.items {
+    for pod in pods::list(client, &ns, &Selector::default()).await? {
         let matches = pods::matches(&sel, pod.metadata.labels.as_ref());
-        let pname = pod.name_any();
         match owner::claim(&pod.metadata, &uid, matches) {
             Claim::Owned => owned.push(pod),
-            Claim::Adopt => {
-                let patch =
-                    json!({"metadata": {"ownerReferences": [ds_ref], "uid": pod.metadata.uid}});
-                match pod_api
-                    .patch(&pname, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(p) => owned.push(p),
-                    Err(e) => tracing::debug!("adopt pod {ns}/{pname}: {e}"),
-                }
-            }
+            Claim::Adopt => match owner::adopt(&pod_api, &pod, &ds_ref).await {
+                Ok(Some(p)) => owned.push(p),
+                Ok(None) => {}
+                Err(e) => tracing::debug!("{e}"),
+            },
             Claim::Release => {
-                let refs: Vec<_> = pod
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .filter(|r| r.uid != uid)
-                    .cloned()
-                    .collect();
-                let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
-                if let Err(e) = pod_api
-                    .patch(&pname, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    tracing::debug!("release pod {ns}/{pname}: {e}");
+                if let Err(e) = owner::release(&pod_api, &pod, &uid).await {
+                    tracing::debug!("{e}");
                 }
             }
             _ => {}
@@ -865,12 +733,7 @@ async fn sync(ds: &DaemonSet, ctx: &Context) -> Result<Action> {
     new_status.conditions = status.conditions.clone();
     if new_status != status {
         let api: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
-        let patch = json!({ "status": new_status });
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(Error::kube(format!(
-                "update status of daemonset {ns}/{name}"
-            )))?;
+        status::write(&api, &name, &format!("{ns}/{name}"), &new_status).await?;
     }
 
     // History: keep revisions pods still run, at most the limit of others.
@@ -996,53 +859,17 @@ async fn manage(
 }
 
 async fn create_pod(ctx: &Context, ds: &DaemonSet, api: &Api<Pod>, pod: &Pod) -> Result<()> {
-    match api.create(&PostParams::default(), pod).await {
-        Ok(p) => {
-            ctx.normal(
-                &ds.object_ref(&()),
-                "SuccessfulCreate",
-                format!("Created pod: {}", p.name_any()),
-            )
-            .await;
-            Ok(())
-        }
-        Err(e) => {
-            ctx.warning(
-                &ds.object_ref(&()),
-                "FailedCreate",
-                format!("Error creating: {e}"),
-            )
-            .await;
-            Err(Error::kube(format!(
-                "create pod for daemonset {}",
-                ds.metadata.name.as_deref().unwrap_or("")
-            ))(e))
-        }
-    }
+    let action = format!(
+        "create pod for daemonset {}",
+        ds.metadata.name.as_deref().unwrap_or("")
+    );
+    pods::create(ctx, &ds.object_ref(&()), api, pod, action)
+        .await
+        .map(drop)
 }
 
 async fn delete_pod(ctx: &Context, ds: &DaemonSet, api: &Api<Pod>, pname: &str) -> Result<()> {
-    match api.delete(pname, &DeleteParams::default()).await {
-        Ok(_) => {
-            ctx.normal(
-                &ds.object_ref(&()),
-                "SuccessfulDelete",
-                format!("Deleted pod: {pname}"),
-            )
-            .await;
-            Ok(())
-        }
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => {
-            ctx.warning(
-                &ds.object_ref(&()),
-                "FailedDelete",
-                format!("Error deleting: {e}"),
-            )
-            .await;
-            Err(Error::kube(format!("delete pod {pname}"))(e))
-        }
-    }
+    pods::delete(ctx, &ds.object_ref(&()), api, pname).await
 }
 
 #[cfg(test)]
@@ -1073,17 +900,32 @@ mod tests {
     }
 
     #[test]
-    fn scaling_int_or_percent() {
-        assert_eq!(scaled_value(&IntOrString::Int(2), 10, true), 2);
+    fn surge_and_unavailable_scaling() {
+        let ds = |ru: serde_json::Value| -> DaemonSet {
+            serde_json::from_value(json!({
+                "metadata": {"name": "agent"},
+                "spec": {
+                    "selector": {},
+                    "template": {},
+                    "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": ru},
+                },
+            }))
+            .unwrap()
+        };
+        // Both round up; none given means maxUnavailable 1.
+        assert_eq!(surge_and_unavailable(&ds(json!({})), 10), (0, 1));
         assert_eq!(
-            scaled_value(&IntOrString::String("25%".into()), 10, true),
-            3
+            surge_and_unavailable(&ds(json!({"maxSurge": "25%", "maxUnavailable": 0})), 10),
+            (3, 0)
         );
         assert_eq!(
-            scaled_value(&IntOrString::String("25%".into()), 10, false),
-            2
+            surge_and_unavailable(&ds(json!({"maxUnavailable": "25%"})), 10),
+            (0, 3)
         );
-        assert_eq!(scaled_value(&IntOrString::String("0%".into()), 10, true), 0);
+        assert_eq!(
+            surge_and_unavailable(&ds(json!({"maxSurge": 0, "maxUnavailable": "0%"})), 10),
+            (0, 1)
+        );
     }
 
     #[test]

@@ -15,13 +15,13 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatu
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Resource, ResourceExt};
 
-use crate::{owner, pods, Context, Error, Result, Shutdown};
+use crate::intstr::scaled_value;
+use crate::{owner, pods, status, Context, Error, Result, Shutdown};
 
 /// How long an evicted pod may stay before its `disruptedPods` entry
 /// expires (upstream's DeletionTimeout).
@@ -102,31 +102,6 @@ fn budgets_of_pod(
         .collect()
 }
 
-/// `GetScaledValueFromIntOrPercent`: an int, or a percentage of `total`
-/// rounded up or down.
-pub fn scaled(v: &IntOrString, total: i32, round_up: bool) -> Result<i32> {
-    match v {
-        IntOrString::Int(i) => Ok(*i),
-        IntOrString::String(s) => {
-            let pct: i64 = s
-                .strip_suffix('%')
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "invalid value for IntOrString: invalid value {s:?}"
-                    ))
-                })?;
-            let prod = pct * i64::from(total);
-            let v = if round_up {
-                (prod + 99) / 100
-            } else {
-                prod / 100
-            };
-            Ok(i32::try_from(v).unwrap_or(i32::MAX))
-        }
-    }
-}
-
 /// (expectedPods, desiredHealthy) as upstream's getExpectedPodCount:
 /// `expected_scale` is the summed scale of the pods' controllers (needed
 /// for maxUnavailable and percentage minAvailable), `pod_count` the number
@@ -139,14 +114,14 @@ pub fn expected_and_desired(
 ) -> Result<(i32, i32)> {
     if let Some(mu) = max_unavailable {
         let expected = expected_scale()?;
-        let mu = scaled(mu, expected, true)?;
+        let mu = scaled_value(mu, expected, true)?;
         return Ok((expected, (expected - mu).max(0)));
     }
     match min_available {
         Some(IntOrString::Int(i)) => Ok((pod_count, *i)),
         Some(v @ IntOrString::String(_)) => {
             let expected = expected_scale()?;
-            Ok((expected, scaled(v, expected, true)?))
+            Ok((expected, scaled_value(v, expected, true)?))
         }
         None => Ok((0, 0)),
     }
@@ -463,12 +438,7 @@ async fn write_status(
     if status.disrupted_pods.is_none() {
         st["disruptedPods"] = serde_json::Value::Null;
     }
-    let patch = serde_json::json!({ "status": st });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map_err(Error::kube(format!(
-            "update status of poddisruptionbudget {key}"
-        )))?;
+    status::write(api, name, key, &st).await?;
     Ok(())
 }
 
@@ -514,7 +484,6 @@ mod tests {
             expected_and_desired(None, None, || Ok(3), 3).unwrap(),
             (0, 0)
         );
-        assert!(scaled(&pct("x%"), 3, true).is_err());
         assert_eq!(disruptions_allowed(3, 3, 2), 1);
         assert_eq!(disruptions_allowed(3, 2, 2), 0);
         assert_eq!(disruptions_allowed(0, 2, 0), 0);

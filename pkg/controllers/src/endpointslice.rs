@@ -33,7 +33,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use crate::endpoints::{
     find_port, format_time, is_headless, is_ipv6, last_change, pod_ip_of_family, pod_ref,
@@ -552,10 +552,6 @@ pub fn should_mirror(ep: &Endpoints) -> bool {
         && !ep.annotations().contains_key(LEADER_ANNOTATION)
 }
 
-fn controller_ref<K: Resource<DynamicType = ()>>(obj: &K) -> OwnerReference {
-    crate::owner::new_controller_ref(obj)
-}
-
 // ------------------------------------------------------------------ writing
 
 async fn apply_plan(
@@ -662,7 +658,7 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
         generate_name: format!("{name}-"),
         labels: service_slice_labels(&svc),
         annotations: BTreeMap::new(),
-        owner: controller_ref(&*svc),
+        owner: crate::owner::new_controller_ref(&*svc),
     };
     let desired = desired_groups(&svc, &pods);
     let p = plan(&existing, &desired, &meta, service_family(&svc));
@@ -696,7 +692,7 @@ async fn reconcile_mirroring(ep: Arc<Endpoints>, ctx: Arc<Context>) -> Result<Ac
             generate_name: format!("{name}-"),
             labels,
             annotations,
-            owner: controller_ref(&*ep),
+            owner: crate::owner::new_controller_ref(&*ep),
         };
         let desired = mirrored_groups(&ep);
         if desired.iter().all(|g| g.endpoints.is_empty()) {
@@ -745,7 +741,7 @@ mod tests {
             generate_name: "web-".into(),
             labels: service_slice_labels(svc),
             annotations: BTreeMap::new(),
-            owner: controller_ref(svc),
+            owner: crate::owner::new_controller_ref(svc),
         }
     }
 
@@ -818,7 +814,7 @@ mod tests {
             Some(CONTROLLER_NAME)
         );
         assert_eq!(l.get("team").map(String::as_str), Some("a"));
-        let o = controller_ref(&svc);
+        let o = crate::owner::new_controller_ref(&svc);
         assert_eq!(
             (o.kind.as_str(), o.uid.as_str(), o.controller),
             ("Service", "svc-uid", Some(true))

@@ -41,6 +41,18 @@ impl Error {
         self.code() == Some(409)
     }
 
+    /// The message of an API error (the Status message upstream's events
+    /// and conditions carry), or the error's text.
+    pub fn api_message(&self) -> String {
+        match self {
+            Error::Kube { source, .. } => match source.as_ref() {
+                kube::Error::Api(s) => s.message.clone(),
+                other => other.to_string(),
+            },
+            other => other.to_string(),
+        }
+    }
+
     /// The HTTP status code of an API error.
     pub fn code(&self) -> Option<u16> {
         match self {

@@ -189,24 +189,8 @@ pub async fn list_owned(
         match owner::claim(&rev.metadata, &parent.uid, matches) {
             Claim::Owned => out.push(rev),
             Claim::Adopt if !parent_deleting => {
-                let name = rev.metadata.name.clone().unwrap_or_default();
-                let patch = json!({
-                    "metadata": {
-                        "ownerReferences": [parent],
-                        "uid": rev.metadata.uid,
-                    }
-                });
-                match api
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(r) => out.push(r),
-                    Err(e) => {
-                        let e = Error::kube(format!("adopt controllerrevision {ns}/{name}"))(e);
-                        if !e.is_not_found() {
-                            return Err(e);
-                        }
-                    }
+                if let Some(r) = owner::adopt(&api, &rev, parent).await? {
+                    out.push(r);
                 }
             }
             _ => {}

@@ -21,7 +21,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::disruption::REPEATS;
-use crate::{pods, Context, Error, Result, Shutdown};
+use crate::{pods, status, Context, Error, Result, Shutdown};
 
 /// Upstream's --horizontal-pod-autoscaler-sync-period.
 pub const SYNC_PERIOD: Duration = Duration::from_secs(15);
@@ -286,16 +286,6 @@ async fn target_api(
     Ok(Api::namespaced_with(ctx.client.clone(), ns, &ar))
 }
 
-fn api_message(e: &Error) -> String {
-    match e {
-        Error::Kube { source, .. } => match source.as_ref() {
-            kube::Error::Api(s) => s.message.clone(),
-            other => other.to_string(),
-        },
-        other => other.to_string(),
-    }
-}
-
 async fn reconcile(obj: Arc<HorizontalPodAutoscaler>, ctx: Arc<Context>) -> Result<Action> {
     let key = crate::key(&*obj);
     let ns = obj.namespace().unwrap_or_default();
@@ -335,7 +325,7 @@ async fn reconcile(obj: Arc<HorizontalPodAutoscaler>, ctx: Arc<Context>) -> Resu
     let (tapi, scale) = match scale {
         Ok(v) => v,
         Err(e) => {
-            let msg = api_message(&e);
+            let msg = e.api_message();
             if REPEATS.first(&key, "FailedGetScale", &msg) {
                 ctx.warning(&objref, "FailedGetScale", msg.clone()).await;
             }
@@ -480,15 +470,7 @@ async fn write_status(
     if status.current_metrics.is_none() {
         st["currentMetrics"] = serde_json::Value::Null;
     }
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": st })),
-    )
-    .await
-    .map_err(Error::kube(format!(
-        "update status of horizontalpodautoscaler {key}"
-    )))?;
+    status::write(api, name, key, &st).await?;
     Ok(())
 }
 

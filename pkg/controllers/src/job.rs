@@ -27,11 +27,12 @@ use k8s_openapi::api::batch::v1::{
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 
+use crate::replicaset::slow_start;
 use crate::{owner, pods, Context, Error, Result, Shutdown};
 
 /// The finalizer that keeps a pod until the Job counted it.
@@ -747,8 +748,11 @@ pub fn plan(
     }
 
     let mut active_n = active.len() as i32;
-    if finished.is_some() {
-        // Delete every active pod; the finalizers go below.
+    let alive = job.metadata.deletion_timestamp.is_none();
+    let was_finished = finished.is_some();
+    if was_finished || (alive && suspended) {
+        // Delete every active pod (finished or suspended); the finalizers
+        // go below.
         for x in &active {
             p.delete.push(x.name_any());
             if pods::is_ready(x) {
@@ -757,192 +761,177 @@ pub fn plan(
         }
         terminating += active_n;
         active_n = 0;
-    } else if job.metadata.deletion_timestamp.is_none() {
-        if suspended {
-            for x in &active {
+    } else if alive {
+        let want = match completions {
+            None if succeeded > 0 => active_n,
+            None => parallelism,
+            Some(c) => (c - succeeded).clamp(0, parallelism),
+        };
+        // Pods to remove: duplicated/out-of-range indexes first.
+        let mut rm: Vec<&Pod> = Vec::new();
+        let mut keep: Vec<&Pod> = Vec::new();
+        if indexed {
+            let mut seen = BTreeSet::new();
+            let mut sorted = active.clone();
+            sorted.sort_by_key(|x| {
+                (
+                    completion_index(x),
+                    x.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                )
+            });
+            for x in sorted {
+                match completion_index(x) {
+                    Some(i)
+                        if i < comp
+                            && !succeeded_ix.contains(&i)
+                            && !failed_ix.contains(&i)
+                            && seen.insert(i) =>
+                    {
+                        keep.push(x)
+                    }
+                    _ => rm.push(x),
+                }
+            }
+        } else {
+            keep = active.clone();
+        }
+        let rm_at_least = (active_n - want).max(0) as usize;
+        if rm.len() < rm_at_least {
+            // Not ready before ready, unscheduled before scheduled, newer first.
+            keep.sort_by_key(|x| {
+                (
+                    x.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some(),
+                    pods::phase(x) == "Running",
+                    pods::is_ready(x),
+                    std::cmp::Reverse(x.metadata.creation_timestamp.as_ref().map(|t| t.0)),
+                )
+            });
+            let extra = rm_at_least - rm.len();
+            rm.extend(keep.iter().take(extra).copied());
+        }
+        rm.truncate(MAX_PER_SYNC);
+        if !rm.is_empty() {
+            for x in &rm {
                 p.delete.push(x.name_any());
                 if pods::is_ready(x) {
                     ready -= 1;
                 }
             }
-            terminating += active_n;
-            active_n = 0;
+            active_n -= rm.len() as i32;
+            terminating += rm.len() as i32;
         } else {
-            let want = match completions {
-                None if succeeded > 0 => active_n,
-                None => parallelism,
-                Some(c) => (c - succeeded).clamp(0, parallelism),
+            let term_block = if only_replace_failed(job) {
+                terminating
+            } else {
+                0
             };
-            // Pods to remove: duplicated/out-of-range indexes first.
-            let mut rm: Vec<&Pod> = Vec::new();
-            let mut keep: Vec<&Pod> = Vec::new();
-            if indexed {
-                let mut seen = BTreeSet::new();
-                let mut sorted = active.clone();
-                sorted.sort_by_key(|x| {
-                    (
-                        completion_index(x),
-                        x.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                    )
-                });
-                for x in sorted {
-                    match completion_index(x) {
-                        Some(i)
-                            if i < comp
-                                && !succeeded_ix.contains(&i)
-                                && !failed_ix.contains(&i)
-                                && seen.insert(i) =>
-                        {
-                            keep.push(x)
-                        }
-                        _ => rm.push(x),
-                    }
-                }
-            } else {
-                keep = active.clone();
-            }
-            let rm_at_least = (active_n - want).max(0) as usize;
-            if rm.len() < rm_at_least {
-                // Not ready before ready, unscheduled before scheduled, newer first.
-                keep.sort_by_key(|x| {
-                    (
-                        x.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some(),
-                        pods::phase(x) == "Running",
-                        pods::is_ready(x),
-                        std::cmp::Reverse(x.metadata.creation_timestamp.as_ref().map(|t| t.0)),
-                    )
-                });
-                let extra = rm_at_least - rm.len();
-                rm.extend(keep.iter().take(extra).copied());
-            }
-            rm.truncate(MAX_PER_SYNC);
-            if !rm.is_empty() {
-                for x in &rm {
-                    p.delete.push(x.name_any());
-                    if pods::is_ready(x) {
-                        ready -= 1;
-                    }
-                }
-                active_n -= rm.len() as i32;
-                terminating += rm.len() as i32;
-            } else {
-                let term_block = if only_replace_failed(job) {
-                    terminating
-                } else {
-                    0
-                };
-                let diff = (want - term_block - active_n).max(0) as usize;
-                if diff > 0 {
-                    let wait = if per_index_limit.is_none() {
-                        let finished_pods: Vec<(Timestamp, bool)> = owned
-                            .iter()
-                            .filter_map(|x| {
-                                let succ = pods::phase(x) == "Succeeded";
-                                let fail =
-                                    is_pod_failed(x, job) && match_failure_policy(policy, x).count;
-                                (succ || fail).then(|| {
-                                    (finish_time(x).unwrap_or_else(|| finish_fallback(x)), fail)
-                                })
+            let diff = (want - term_block - active_n).max(0) as usize;
+            if diff > 0 {
+                let wait = if per_index_limit.is_none() {
+                    let finished_pods: Vec<(Timestamp, bool)> = owned
+                        .iter()
+                        .filter_map(|x| {
+                            let succ = pods::phase(x) == "Succeeded";
+                            let fail =
+                                is_pod_failed(x, job) && match_failure_policy(policy, x).count;
+                            (succ || fail).then(|| {
+                                (finish_time(x).unwrap_or_else(|| finish_fallback(x)), fail)
                             })
-                            .collect();
-                        remaining_backoff(&finished_pods, now)
-                    } else {
-                        Duration::ZERO
-                    };
-                    if !wait.is_zero() {
-                        p.requeue = Some(p.requeue.map_or(wait, |r| r.min(wait)));
-                    } else if indexed {
-                        let busy: BTreeSet<i32> =
-                            active.iter().filter_map(|x| completion_index(x)).collect();
-                        let mut min_wait: Option<Duration> = None;
-                        for i in 0..comp {
-                            if p.create_indexes.len() >= diff.min(MAX_PER_SYNC) {
-                                break;
-                            }
-                            if succeeded_ix.contains(&i)
-                                || failed_ix.contains(&i)
-                                || busy.contains(&i)
-                            {
-                                continue;
-                            }
-                            let (counted, ignored) = ix_failures.get(&i).copied().unwrap_or((0, 0));
-                            if per_index_limit.is_some() && counted > 0 {
-                                // Per-index back-off from the index's last failure.
-                                let last = owned
-                                    .iter()
-                                    .filter(|x| {
-                                        completion_index(x) == Some(i) && is_pod_failed(x, job)
-                                    })
-                                    .map(|x| finish_time(x).unwrap_or_else(|| finish_fallback(x)))
-                                    .max();
-                                if let Some(last) = last {
-                                    let elapsed = Duration::from_millis(
-                                        u64::try_from(
-                                            (now.as_millisecond() - last.as_millisecond()).max(0),
-                                        )
-                                        .unwrap_or(0),
-                                    );
-                                    let w = backoff_for(u32::try_from(counted).unwrap_or(1))
-                                        .saturating_sub(elapsed);
-                                    if !w.is_zero() {
-                                        min_wait = Some(min_wait.map_or(w, |m| m.min(w)));
-                                        continue;
-                                    }
+                        })
+                        .collect();
+                    remaining_backoff(&finished_pods, now)
+                } else {
+                    Duration::ZERO
+                };
+                if !wait.is_zero() {
+                    p.requeue = Some(p.requeue.map_or(wait, |r| r.min(wait)));
+                } else if indexed {
+                    let busy: BTreeSet<i32> =
+                        active.iter().filter_map(|x| completion_index(x)).collect();
+                    let mut min_wait: Option<Duration> = None;
+                    for i in 0..comp {
+                        if p.create_indexes.len() >= diff.min(MAX_PER_SYNC) {
+                            break;
+                        }
+                        if succeeded_ix.contains(&i) || failed_ix.contains(&i) || busy.contains(&i)
+                        {
+                            continue;
+                        }
+                        let (counted, ignored) = ix_failures.get(&i).copied().unwrap_or((0, 0));
+                        if per_index_limit.is_some() && counted > 0 {
+                            // Per-index back-off from the index's last failure.
+                            let last = owned
+                                .iter()
+                                .filter(|x| completion_index(x) == Some(i) && is_pod_failed(x, job))
+                                .map(|x| finish_time(x).unwrap_or_else(|| finish_fallback(x)))
+                                .max();
+                            if let Some(last) = last {
+                                let elapsed = Duration::from_millis(
+                                    u64::try_from(
+                                        (now.as_millisecond() - last.as_millisecond()).max(0),
+                                    )
+                                    .unwrap_or(0),
+                                );
+                                let w = backoff_for(u32::try_from(counted).unwrap_or(1))
+                                    .saturating_sub(elapsed);
+                                if !w.is_zero() {
+                                    min_wait = Some(min_wait.map_or(w, |m| m.min(w)));
+                                    continue;
                                 }
                             }
-                            p.create_indexes.push((i, counted, ignored));
                         }
-                        if p.create_indexes.is_empty() {
-                            if let Some(w) = min_wait {
-                                p.requeue = Some(p.requeue.map_or(w, |r| r.min(w)));
-                            }
-                        }
-                        active_n += p.create_indexes.len() as i32;
-                    } else {
-                        p.create = diff.min(MAX_PER_SYNC);
-                        active_n += p.create as i32;
+                        p.create_indexes.push((i, counted, ignored));
                     }
+                    if p.create_indexes.is_empty() {
+                        if let Some(w) = min_wait {
+                            p.requeue = Some(p.requeue.map_or(w, |r| r.min(w)));
+                        }
+                    }
+                    active_n += p.create_indexes.len() as i32;
+                } else {
+                    p.create = diff.min(MAX_PER_SYNC);
+                    active_n += p.create as i32;
                 }
-            }
-            // Success without a failure.
-            let complete = match completions {
-                None => succeeded > 0 && active_n == 0,
-                Some(c) => succeeded >= c && active_n == 0,
-            };
-            if complete {
-                finished = Some(new_condition(
-                    "SuccessCriteriaMet",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods",
-                    now,
-                ));
             }
         }
-        if finished.is_none() || suspended {
-            if suspended {
-                if ensure_condition(
-                    &mut conds,
-                    "Suspended",
-                    "True",
-                    "JobSuspended",
-                    "Job suspended",
-                    now,
-                ) {
-                    p.events
-                        .push((false, "Suspended".into(), "Job suspended".into()));
-                }
-            } else if ensure_condition(
+        // Success without a failure.
+        let complete = match completions {
+            None => succeeded > 0 && active_n == 0,
+            Some(c) => succeeded >= c && active_n == 0,
+        };
+        if complete {
+            finished = Some(new_condition(
+                "SuccessCriteriaMet",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                now,
+            ));
+        }
+    }
+    if alive && !was_finished && (finished.is_none() || suspended) {
+        if suspended {
+            if ensure_condition(
                 &mut conds,
                 "Suspended",
-                "False",
-                "JobResumed",
-                "Job resumed",
+                "True",
+                "JobSuspended",
+                "Job suspended",
                 now,
             ) {
                 p.events
-                    .push((false, "Resumed".into(), "Job resumed".into()));
-                status.start_time = Some(Time(now));
+                    .push((false, "Suspended".into(), "Job suspended".into()));
             }
+        } else if ensure_condition(
+            &mut conds,
+            "Suspended",
+            "False",
+            "JobResumed",
+            "Job resumed",
+            now,
+        ) {
+            p.events
+                .push((false, "Resumed".into(), "Job resumed".into()));
+            status.start_time = Some(Time(now));
         }
     }
 
@@ -1319,49 +1308,26 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
     // Deletions (finalizers kept: they are removed once counted).
     let mut first_err: Option<Error> = None;
     for pname in &plan.delete {
-        match pods_api.delete(pname, &DeleteParams::default()).await {
-            Ok(_) => {
-                ctx.normal(&jref, "SuccessfulDelete", format!("Deleted pod: {pname}"))
-                    .await
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                ctx.warning(&jref, "FailedDelete", format!("Error deleting: {e}"))
-                    .await;
-                first_err.get_or_insert(Error::kube(format!("delete pod {ns}/{pname}"))(e));
-            }
+        if let Err(e) = pods::delete(ctx, &jref, &pods_api, pname).await {
+            first_err.get_or_insert(e);
         }
     }
-    // Creations: slow start (1, 2, 4...) stopping at the first failure.
+    // Creations: slow start (1, 2, 4...) stopping after the first failing
+    // batch; what was not created is not active.
     let mut to_create: Vec<Option<(i32, i32, i32)>> = vec![None; plan.create];
     to_create.extend(plan.create_indexes.iter().copied().map(Some));
-    let mut created_fail = 0i32;
-    let mut batch = 1usize;
-    let mut i = 0usize;
-    'outer: while i < to_create.len() {
-        let end = (i + batch).min(to_create.len());
-        for ix in &to_create[i..end] {
-            let pod = new_pod(&job, *ix);
-            match pods_api.create(&PostParams::default(), &pod).await {
-                Ok(created) => {
-                    ctx.normal(
-                        &jref,
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", created.name_any()),
-                    )
-                    .await;
-                }
-                Err(e) => {
-                    ctx.warning(&jref, "FailedCreate", format!("Error creating: {e}"))
-                        .await;
-                    created_fail += (to_create.len() - i) as i32;
-                    first_err.get_or_insert(Error::kube(format!("create pod for job {key}"))(e));
-                    break 'outer;
-                }
-            }
-            i += 1;
-        }
-        batch *= 2;
+    let mut next = to_create.iter();
+    let jref_ = &jref;
+    let (created, err) = slow_start(to_create.len(), || {
+        let pod = new_pod(&job, next.next().copied().flatten());
+        let api = pods_api.clone();
+        let action = format!("create pod for job {key}");
+        async move { pods::create(ctx, jref_, &api, &pod, action).await.map(drop) }
+    })
+    .await;
+    let created_fail = i32::try_from(to_create.len() - created).unwrap_or(i32::MAX);
+    if let Some(e) = err {
+        first_err.get_or_insert(e);
     }
 
     // First status write: new uncounted pods and interim condition.

@@ -12,8 +12,10 @@
 pub mod context;
 pub mod error;
 pub mod hash;
+pub mod intstr;
 pub mod owner;
 pub mod pods;
+pub mod status;
 
 pub mod cronjob;
 pub mod daemonset;

@@ -21,6 +21,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use rkube_apimachinery::scheduling::tolerates;
+
 use crate::{pods, Context, Error, Result, Shutdown};
 
 /// How often nodes are checked (upstream's node-monitor-period).
@@ -181,24 +183,6 @@ pub fn desired_taints(
         }
     }
     out
-}
-
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = t.effect.as_deref().filter(|e| !e.is_empty()) {
-        if e != taint.effect {
-            return false;
-        }
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => t
-            .key
-            .as_deref()
-            .is_none_or(|k| k.is_empty() || k == taint.key),
-        _ => {
-            t.key.as_deref() == Some(taint.key.as_str())
-                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-    }
 }
 
 /// When a pod must be evicted because of the node's NoExecute taints:

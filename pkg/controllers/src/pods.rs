@@ -1,19 +1,20 @@
 //! Pod facts every workload controller asks: ready, available, active,
-//! selector matching, listing a namespace's pods by selector, and building
-//! a pod from a template for an owner.
+//! selector matching, listing a namespace's pods by selector, building
+//! a pod from a template for an owner, and creating and deleting pods with
+//! upstream's events (RealPodControl).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, ObjectMeta, OwnerReference, Time,
 };
 use k8s_openapi::jiff::Timestamp;
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::core::{Selector, SelectorExt};
-use kube::Api;
+use kube::{Api, ResourceExt};
 
-use crate::{Error, Result};
+use crate::{Context, Error, Result};
 
 /// The current time as a Kubernetes `Time`.
 pub fn now() -> Time {
@@ -82,7 +83,11 @@ pub fn phase(pod: &Pod) -> &str {
 /// server (so a reconcile never acts on a stale cache).
 pub async fn list(client: &kube::Client, ns: &str, sel: &Selector) -> Result<Vec<Pod>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let lp = ListParams::default().labels_from(sel);
+    let lp = if sel.selects_all() {
+        ListParams::default()
+    } else {
+        ListParams::default().labels_from(sel)
+    };
     let list = api
         .list(&lp)
         .await
@@ -117,5 +122,70 @@ pub fn from_template(
         },
         spec: template.spec.clone(),
         status: None,
+    }
+}
+
+/// Creates `pod` for the controller object `owner`, recording
+/// SuccessfulCreate or FailedCreate on it (upstream's
+/// RealPodControl.CreatePods); a failure is wrapped with `action`.
+pub async fn create(
+    ctx: &Context,
+    owner: &ObjectReference,
+    api: &Api<Pod>,
+    pod: &Pod,
+    action: impl Into<String>,
+) -> Result<Pod> {
+    match api.create(&PostParams::default(), pod).await {
+        Ok(p) => {
+            ctx.normal(
+                owner,
+                "SuccessfulCreate",
+                format!("Created pod: {}", p.name_any()),
+            )
+            .await;
+            Ok(p)
+        }
+        Err(e) => {
+            let e = Error::kube(action)(e);
+            ctx.warning(
+                owner,
+                "FailedCreate",
+                format!("Error creating: {}", e.api_message()),
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+/// Deletes the pod `name` of the controller object `owner`, recording
+/// SuccessfulDelete or FailedDelete on it (upstream's
+/// RealPodControl.DeletePod); a pod already gone is no error.
+pub async fn delete(
+    ctx: &Context,
+    owner: &ObjectReference,
+    api: &Api<Pod>,
+    name: &str,
+) -> Result<()> {
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {
+            ctx.normal(owner, "SuccessfulDelete", format!("Deleted pod: {name}"))
+                .await;
+            Ok(())
+        }
+        Err(e) => {
+            let ns = owner.namespace.as_deref().unwrap_or_default();
+            let e = Error::kube(format!("delete pod {ns}/{name}"))(e);
+            if e.is_not_found() {
+                return Ok(());
+            }
+            ctx.warning(
+                owner,
+                "FailedDelete",
+                format!("Error deleting: {}", e.api_message()),
+            )
+            .await;
+            Err(e)
+        }
     }
 }

@@ -22,7 +22,6 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::Selector;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -34,7 +33,7 @@ use serde_json::json;
 
 use crate::owner::{self, Claim};
 use crate::pods;
-use crate::{Context, Error, Result, Shutdown};
+use crate::{status, Context, Error, Result, Shutdown};
 
 /// At most this many pods are created or deleted by one sync (upstream's
 /// BurstReplicas).
@@ -104,16 +103,16 @@ pub struct CommonStatus {
 }
 
 impl CommonStatus {
-    /// The `status` merge patch writing this status.
+    /// The `status` written for this status (conditions null when none).
     pub fn patch(&self) -> serde_json::Value {
-        json!({"status": {
+        json!({
             "replicas": self.replicas,
             "fullyLabeledReplicas": self.fully_labeled_replicas,
             "readyReplicas": self.ready_replicas,
             "availableReplicas": self.available_replicas,
             "observedGeneration": self.observed_generation,
             "conditions": if self.conditions.is_empty() { serde_json::Value::Null } else { json!(self.conditions) },
-        }})
+        })
     }
 }
 
@@ -134,23 +133,33 @@ pub trait Replicated:
     fn common_status(&self) -> CommonStatus;
 }
 
-macro_rules! conds {
-    ($status:expr) => {
-        $status
-            .and_then(|s| s.conditions.as_ref())
-            .map(|cs| {
-                cs.iter()
-                    .map(|c| Condition {
-                        type_: c.type_.clone(),
-                        status: c.status.clone(),
-                        reason: c.reason.clone(),
-                        message: c.message.clone(),
-                        last_transition_time: c.last_transition_time.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+/// The [`CommonStatus`] of a ReplicaSetStatus or
+/// ReplicationControllerStatus (same fields, different types).
+macro_rules! common_status {
+    ($status:expr) => {{
+        let s = $status;
+        CommonStatus {
+            replicas: s.map(|s| s.replicas).unwrap_or(0),
+            fully_labeled_replicas: s.and_then(|s| s.fully_labeled_replicas).unwrap_or(0),
+            ready_replicas: s.and_then(|s| s.ready_replicas).unwrap_or(0),
+            available_replicas: s.and_then(|s| s.available_replicas).unwrap_or(0),
+            observed_generation: s.and_then(|s| s.observed_generation).unwrap_or(0),
+            conditions: s
+                .and_then(|s| s.conditions.as_ref())
+                .map(|cs| {
+                    cs.iter()
+                        .map(|c| Condition {
+                            type_: c.type_.clone(),
+                            status: c.status.clone(),
+                            reason: c.reason.clone(),
+                            message: c.message.clone(),
+                            last_transition_time: c.last_transition_time.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }};
 }
 
 impl Replicated for ReplicaSet {
@@ -168,15 +177,7 @@ impl Replicated for ReplicaSet {
     }
 
     fn common_status(&self) -> CommonStatus {
-        let s = self.status.as_ref();
-        CommonStatus {
-            replicas: s.map(|s| s.replicas).unwrap_or(0),
-            fully_labeled_replicas: s.and_then(|s| s.fully_labeled_replicas).unwrap_or(0),
-            ready_replicas: s.and_then(|s| s.ready_replicas).unwrap_or(0),
-            available_replicas: s.and_then(|s| s.available_replicas).unwrap_or(0),
-            observed_generation: s.and_then(|s| s.observed_generation).unwrap_or(0),
-            conditions: conds!(s),
-        }
+        common_status!(self.status.as_ref())
     }
 }
 
@@ -209,15 +210,7 @@ impl Replicated for ReplicationController {
     }
 
     fn common_status(&self) -> CommonStatus {
-        let s = self.status.as_ref();
-        CommonStatus {
-            replicas: s.map(|s| s.replicas).unwrap_or(0),
-            fully_labeled_replicas: s.and_then(|s| s.fully_labeled_replicas).unwrap_or(0),
-            ready_replicas: s.and_then(|s| s.ready_replicas).unwrap_or(0),
-            available_replicas: s.and_then(|s| s.available_replicas).unwrap_or(0),
-            observed_generation: s.and_then(|s| s.observed_generation).unwrap_or(0),
-            conditions: conds!(s),
-        }
+        common_status!(self.status.as_ref())
     }
 }
 
@@ -267,18 +260,6 @@ fn owners_of_pod<K: Replicated>(store: &Store<K>, pod: &Pod) -> Vec<ObjectRef<K>
     }
 }
 
-/// The message of an API error (the Status message upstream's events
-/// carry), or the error's text.
-pub fn api_message(err: &Error) -> String {
-    match err {
-        Error::Kube { source, .. } => match source.as_ref() {
-            kube::Error::Api(s) => s.message.clone(),
-            other => other.to_string(),
-        },
-        other => other.to_string(),
-    }
-}
-
 async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let key = crate::key(&*obj);
     let ns = obj.namespace().unwrap_or_default();
@@ -298,17 +279,19 @@ async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
     let objref = obj.object_ref(&());
 
     let all = pods::list(&ctx.client, &ns, &Selector::default()).await?;
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let owner_ref = owner::new_controller_ref(&obj);
     let mut owned = Vec::new();
     for pod in all.into_iter().filter(pods::is_active) {
         let matching = pods::matches(&view.selector, pod.metadata.labels.as_ref());
         match owner::claim(&pod.metadata, &uid, matching) {
             Claim::Owned => owned.push(pod),
             Claim::Adopt if !deleting => {
-                if let Some(p) = adopt(&ctx, &obj, &pod).await? {
+                if let Some(p) = owner::adopt(&pod_api, &pod, &owner_ref).await? {
                     owned.push(p);
                 }
             }
-            Claim::Release => release(&ctx, &uid, &pod).await?,
+            Claim::Release => owner::release(&pod_api, &pod, &uid).await?,
             Claim::Adopt | Claim::Ignore => {}
         }
     }
@@ -328,20 +311,11 @@ async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
         &current,
         manage_err
             .as_ref()
-            .map(|(create, e)| (*create, api_message(e))),
+            .map(|(create, e)| (*create, e.api_message())),
         now,
     );
     if desired != current {
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(desired.patch()),
-        )
-        .await
-        .map_err(Error::kube(format!(
-            "update status of {} {key}",
-            K::kind(&())
-        )))?;
+        status::write(&api, &name, &key, &desired.patch()).await?;
     }
     if let Some((_, e)) = manage_err {
         return Err(e);
@@ -353,59 +327,6 @@ async fn reconcile<K: Replicated>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Acti
         )));
     }
     Ok(Action::requeue(ctx.config.resync))
-}
-
-/// Adopts `pod` by adding a controller reference to `obj` (with uid and
-/// resourceVersion preconditions). None when the pod vanished.
-async fn adopt<K: Replicated>(ctx: &Context, obj: &K, pod: &Pod) -> Result<Option<Pod>> {
-    let ns = pod.namespace().unwrap_or_default();
-    let name = pod.name_any();
-    let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
-    refs.push(owner::new_controller_ref(obj));
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "uid": pod.metadata.uid,
-        "resourceVersion": pod.metadata.resource_version,
-    }});
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map_err(Error::kube(format!("adopt pod {ns}/{name}")))
-    {
-        Ok(p) => Ok(Some(p)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Removes the controller reference to `uid` from `pod`.
-async fn release(ctx: &Context, uid: &str, pod: &Pod) -> Result<()> {
-    let ns = pod.namespace().unwrap_or_default();
-    let name = pod.name_any();
-    let refs: Vec<_> = pod
-        .metadata
-        .owner_references
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.uid != uid)
-        .collect();
-    let patch = json!({"metadata": {
-        "ownerReferences": if refs.is_empty() { serde_json::Value::Null } else { json!(refs) },
-        "uid": pod.metadata.uid,
-        "resourceVersion": pod.metadata.resource_version,
-    }});
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map_err(Error::kube(format!("release pod {ns}/{name}")))
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() || e.code() == Some(422) => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// Creates or deletes pods so that `owned` reaches the desired count. The
@@ -435,27 +356,9 @@ async fn manage<K: Replicated>(
                 Some(pod_prefix(&name)),
             );
             async move {
-                match api.create(&PostParams::default(), &pod).await {
-                    Ok(p) => {
-                        ctx.normal(
-                            objref,
-                            "SuccessfulCreate",
-                            format!("Created pod: {}", p.name_any()),
-                        )
-                        .await;
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let e = Error::kube(format!("create pod in {ns}"))(e);
-                        ctx.warning(
-                            objref,
-                            "FailedCreate",
-                            format!("Error creating: {}", api_message(&e)),
-                        )
-                        .await;
-                        Err(e)
-                    }
-                }
+                pods::create(ctx, objref, &api, &pod, format!("create pod in {ns}"))
+                    .await
+                    .map(drop)
             }
         })
         .await;
@@ -468,28 +371,7 @@ async fn manage<K: Replicated>(
         let results = futures::future::join_all(victims.into_iter().map(|p| {
             let api = api.clone();
             let pname = p.name_any();
-            async move {
-                match api.delete(&pname, &DeleteParams::default()).await {
-                    Ok(_) => {
-                        ctx.normal(objref, "SuccessfulDelete", format!("Deleted pod: {pname}"))
-                            .await;
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let e = Error::kube(format!("delete pod {ns}/{pname}"))(e);
-                        if e.is_not_found() {
-                            return Ok(());
-                        }
-                        ctx.warning(
-                            objref,
-                            "FailedDelete",
-                            format!("Error deleting: {}", api_message(&e)),
-                        )
-                        .await;
-                        Err(e)
-                    }
-                }
-            }
+            async move { pods::delete(ctx, objref, &api, &pname).await }
         }))
         .await;
         if let Some(e) = results.into_iter().find_map(|r| r.err()) {

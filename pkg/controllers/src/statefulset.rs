@@ -19,15 +19,16 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::Selector;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::daemonset::scaled_value;
 use crate::history::{self, HASH_LABEL};
+use crate::intstr::scaled_value;
 use crate::owner::{self, Claim};
-use crate::{pods, Context, Error, Result, Shutdown};
+use crate::{pods, status, Context, Error, Result, Shutdown};
 
 /// Pod label holding the pod's name.
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -475,37 +476,21 @@ async fn sync(set: &StatefulSet, ctx: &Context) -> Result<Action> {
     // Pods: ours, plus orphans we adopt; release those no longer matching.
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let mut owned = Vec::new();
-    for pod in list_namespace_pods(client, &ns).await? {
+    for pod in pods::list(client, &ns, &Selector::default()).await? {
         let matches = pods::matches(&sel, pod.metadata.labels.as_ref());
         let pname = pod.name_any();
         match owner::claim(&pod.metadata, &uid, matches) {
             Claim::Owned => owned.push(pod),
             Claim::Adopt if !deleting && parse_ordinal(&name, &pname).is_some() => {
-                let patch =
-                    json!({"metadata": {"ownerReferences": [set_ref], "uid": pod.metadata.uid}});
-                match pod_api
-                    .patch(&pname, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(p) => owned.push(p),
-                    Err(e) => tracing::debug!("adopt pod {ns}/{pname}: {e}"),
+                match owner::adopt(&pod_api, &pod, &set_ref).await {
+                    Ok(Some(p)) => owned.push(p),
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!("{e}"),
                 }
             }
             Claim::Release => {
-                let refs: Vec<_> = pod
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .filter(|r| r.uid != uid)
-                    .cloned()
-                    .collect();
-                let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
-                if let Err(e) = pod_api
-                    .patch(&pname, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    tracing::debug!("release pod {ns}/{pname}: {e}");
+                if let Err(e) = owner::release(&pod_api, &pod, &uid).await {
+                    tracing::debug!("{e}");
                 }
             }
             _ => {}
@@ -559,7 +544,7 @@ async fn sync(set: &StatefulSet, ctx: &Context) -> Result<Action> {
         max_unavailable: ru
             .and_then(|r| r.max_unavailable.as_ref())
             .filter(|_| rolling)
-            .map(|m| scaled_value(m, replicas_n, false).max(1)),
+            .map(|m| scaled_value(m, replicas_n, false).unwrap_or(0).max(1)),
         update_revision: update_name.clone(),
     };
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
@@ -649,12 +634,7 @@ async fn sync(set: &StatefulSet, ctx: &Context) -> Result<Action> {
     new_status.conditions = status.conditions.clone();
     if new_status != status {
         let api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-        let patch = json!({ "status": new_status });
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(Error::kube(format!(
-                "update status of statefulset {ns}/{name}"
-            )))?;
+        status::write(&api, &name, &format!("{ns}/{name}"), &new_status).await?;
     }
 
     // History: keep revisions in use, at most revisionHistoryLimit others.
@@ -675,16 +655,6 @@ async fn sync(set: &StatefulSet, ctx: &Context) -> Result<Action> {
         Some(d) => Action::requeue(d),
         None => Action::requeue(ctx.config.resync),
     })
-}
-
-/// Every pod of `ns` (orphans to adopt and ours to release included).
-async fn list_namespace_pods(client: &kube::Client, ns: &str) -> Result<Vec<Pod>> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let list = api
-        .list(&kube::api::ListParams::default())
-        .await
-        .map_err(Error::kube(format!("list pods in {ns}")))?;
-    Ok(list.items)
 }
 
 async fn create_pod(ctx: &Context, set: &StatefulSet, api: &Api<Pod>, pod: &Pod) -> Result<()> {

@@ -37,7 +37,7 @@ use rkube_apimachinery::quantity::Quantity;
 use serde_json::json;
 
 use crate::disruption::REPEATS;
-use crate::{pods, Context, Error, Result, Shutdown};
+use crate::{pods, status, Context, Error, Result, Shutdown};
 
 /// The provisioner name, as minikube's storage-provisioner.
 pub const PROVISIONER: &str = "k8s.io/minikube-hostpath";
@@ -375,16 +375,7 @@ async fn set_claim_phase(
     if pvc.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    api.patch_status(
-        &pvc.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
-    .map_err(Error::kube(format!(
-        "update status of persistentvolumeclaim {}",
-        crate::key(pvc)
-    )))?;
+    status::write(api, &pvc.name_any(), &crate::key(pvc), &status).await?;
     Ok(())
 }
 
@@ -695,16 +686,7 @@ async fn reconcile_volume(obj: Arc<PersistentVolume>, ctx: Arc<Context>) -> Resu
                     .flatten()
             });
             st.last_phase_transition_time = Some(pods::now());
-            pv_api
-                .patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": st})),
-                )
-                .await
-                .map_err(Error::kube(format!(
-                    "update status of persistentvolume {name}"
-                )))?;
+            status::write(&pv_api, &name, &name, &st).await?;
         }
     }
     ctx.succeeded(&name);

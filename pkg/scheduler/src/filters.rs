@@ -8,12 +8,10 @@
 //! `node.kubernetes.io/not-ready` (or `unreachable`) NoSchedule taint that the
 //! node lifecycle controller would add, so pods tolerating it still fit.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{
-    ContainerPort, Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
-};
+use k8s_openapi::api::core::v1::{ContainerPort, Node, Pod, Taint, Toleration};
+use rkube_apimachinery::scheduling::{find_untolerated, fits_node_affinity, tolerates};
 
 use crate::resources::{self, ResourceList, CPU, EPHEMERAL_STORAGE, MEMORY, PODS};
 
@@ -164,23 +162,6 @@ pub fn node_name(pod: &Pod, node: &Node) -> Option<Reason> {
     (Some(want) != node.metadata.name.as_deref()).then_some(Reason::NodeName)
 }
 
-/// Whether one toleration tolerates one taint (upstream `ToleratesTaint`).
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    let effect = t.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
-
 /// The node's taints plus the one implied by a Ready condition that is not True.
 pub fn effective_taints(node: &Node) -> Vec<Taint> {
     let mut taints: Vec<Taint> = node
@@ -216,101 +197,19 @@ pub fn effective_taints(node: &Node) -> Vec<Taint> {
 
 /// TaintToleration: every NoSchedule/NoExecute taint must be tolerated.
 pub fn taint_toleration(pod: &Pod, node: &Node) -> Option<Reason> {
-    let tols = tolerations(pod);
-    effective_taints(node)
-        .into_iter()
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .find(|t| !tols.iter().any(|tol| tolerates(tol, t)))
-        .map(|t| Reason::UntoleratedTaint {
-            key: t.key,
-            value: t.value.unwrap_or_default(),
-        })
+    let taints = effective_taints(node);
+    find_untolerated(&taints, tolerations(pod), &["NoSchedule", "NoExecute"]).map(|t| {
+        Reason::UntoleratedTaint {
+            key: t.key.clone(),
+            value: t.value.clone().unwrap_or_default(),
+        }
+    })
 }
 
 /// NodeAffinity: `spec.nodeSelector` and required node affinity.
 pub fn node_affinity(pod: &Pod, node: &Node) -> Option<Reason> {
     let spec = pod.spec.as_ref()?;
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    if let Some(sel) = &spec.node_selector {
-        if sel.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-            return Some(Reason::NodeAffinity);
-        }
-    }
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| {
-            na.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
-    if let Some(req) = required {
-        let name = node.metadata.name.as_deref().unwrap_or("");
-        if !req
-            .node_selector_terms
-            .iter()
-            .any(|t| term_matches(t, labels, name))
-        {
-            return Some(Reason::NodeAffinity);
-        }
-    }
-    None
-}
-
-/// Whether one nodeSelectorTerm matches (its requirements are ANDed; a term
-/// with no requirements matches nothing, as upstream).
-pub fn term_matches(
-    term: &NodeSelectorTerm,
-    labels: &BTreeMap<String, String>,
-    node_name: &str,
-) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| field_matches(r, node_name))
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or(&[]);
-    let int = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => !values.is_empty() && value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => !values.is_empty() && value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => values.is_empty() && value.is_some(),
-        "DoesNotExist" => values.is_empty() && value.is_none(),
-        "Gt" | "Lt" => {
-            let [bound] = values else { return false };
-            match (int(bound), value.and_then(int)) {
-                (Some(b), Some(v)) => {
-                    if r.operator == "Gt" {
-                        v > b
-                    } else {
-                        v < b
-                    }
-                }
-                _ => false,
-            }
-        }
-        _ => false,
-    }
-}
-
-fn field_matches(r: &NodeSelectorRequirement, node_name: &str) -> bool {
-    if r.key != "metadata.name" {
-        return false;
-    }
-    let values = r.values.as_deref().unwrap_or(&[]);
-    match r.operator.as_str() {
-        "In" => values.iter().any(|v| v == node_name),
-        "NotIn" => !values.is_empty() && !values.iter().any(|v| v == node_name),
-        _ => false,
-    }
+    (!fits_node_affinity(spec, node)).then_some(Reason::NodeAffinity)
 }
 
 /// Host ports a pod asks for: its containers' and sidecars' ports with a

@@ -45,6 +45,7 @@ enum Printer {
     CsiNode,
     VolumeAttachment,
     PodDisruptionBudget,
+    HorizontalPodAutoscaler,
     ControllerRevision,
     /// Upstream's default table convertor: Name, Created At.
     Default,
@@ -85,6 +86,7 @@ fn printer(info: &ResourceInfo) -> Printer {
         ("storage.k8s.io", "volumeattachments") => VolumeAttachment,
         ("node.k8s.io", "runtimeclasses") => RuntimeClass,
         ("policy", "poddisruptionbudgets") => PodDisruptionBudget,
+        ("autoscaling", "horizontalpodautoscalers") => HorizontalPodAutoscaler,
         _ => Default,
     }
 }
@@ -321,6 +323,15 @@ pub(super) fn columns(info: &ResourceInfo) -> Vec<Value> {
             c("Min Available", "string", "The minimum number of pods that must be available simultaneously."),
             c("Max Unavailable", "string", "The maximum number of pods that may be unavailable simultaneously."),
             c("Allowed Disruptions", "integer", "Calculated number of pods that may be disrupted at this time."),
+            age,
+        ],
+        HorizontalPodAutoscaler => vec![
+            name,
+            c("Reference", "string", "reference to scaled resource; horizontal pod autoscaler will learn the current resource consumption and will set the desired number of pods by using its Scale subresource."),
+            c("Targets", "string", "metrics contains the specifications for which to use to calculate the desired replica count (the maximum replica count across all metrics will be used)."),
+            c("MinPods", "string", "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down."),
+            c("MaxPods", "integer", "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up."),
+            c("Replicas", "integer", "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler."),
             age,
         ],
         ControllerRevision => vec![
@@ -796,6 +807,22 @@ pub(super) fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec
                 a,
             ]
         }
+        HorizontalPodAutoscaler => vec![
+            n,
+            json!(format!(
+                "{}/{}",
+                st(obj, "/spec/scaleTargetRef/kind"),
+                st(obj, "/spec/scaleTargetRef/name")
+            )),
+            json!(hpa_targets(obj)),
+            json!(ptr(obj, "/spec/minReplicas")
+                .and_then(Value::as_i64)
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "<unset>".into())),
+            json!(int(obj, "/spec/maxReplicas")),
+            json!(int(obj, "/status/currentReplicas")),
+            a,
+        ],
         ControllerRevision => {
             let controller = arr(obj, "/metadata/ownerReferences")
                 .iter()
@@ -1274,6 +1301,57 @@ fn event_cells(info: &ResourceInfo, ev: &Value, now: DateTime<Utc>) -> Vec<Value
         json!(count),
         json!(name(ev)),
     ]
+}
+
+/// The TARGETS cell of an HPA: `cpu: 30%/50%` per resource metric (current
+/// or `<unknown>` over target), as kubectl shows it; `<none>` without metrics.
+fn hpa_targets(obj: &Value) -> String {
+    let metrics = arr(obj, "/spec/metrics");
+    if metrics.is_empty() {
+        return "<none>".into();
+    }
+    let current = arr(obj, "/status/currentMetrics");
+    metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let ty = st(m, "/type");
+            let key = match ty {
+                "Resource" => "resource",
+                "ContainerResource" => "containerResource",
+                "Pods" => "pods",
+                "Object" => "object",
+                _ => "external",
+            };
+            let name = match ty {
+                "Resource" | "ContainerResource" => st(m, &format!("/{key}/name")).to_string(),
+                _ => st(m, &format!("/{key}/metric/name")).to_string(),
+            };
+            let cur = current.get(i);
+            let (now, want) = if let Some(u) = ptr(m, &format!("/{key}/target/averageUtilization"))
+            {
+                let now = cur
+                    .and_then(|c| ptr(c, &format!("/{key}/current/averageUtilization")))
+                    .map(|v| format!("{v}%"))
+                    .unwrap_or_else(|| "<unknown>".into());
+                (now, format!("{u}%"))
+            } else {
+                let field = ["averageValue", "value"]
+                    .into_iter()
+                    .find(|f| ptr(m, &format!("/{key}/target/{f}")).is_some())
+                    .unwrap_or("averageValue");
+                let show = |v: Option<&Value>| match v {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                    None => "<unknown>".into(),
+                };
+                let now = show(cur.and_then(|c| ptr(c, &format!("/{key}/current/{field}"))));
+                (now, show(ptr(m, &format!("/{key}/target/{field}"))))
+            };
+            format!("{name}: {now}/{want}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -1988,6 +2066,34 @@ mod tests {
                 "AGE",
             ],
             json!(["pdb", "50%", "N/A", 1, "<unknown>"]),
+        );
+        check(
+            "autoscaling",
+            "horizontalpodautoscalers",
+            json!({"metadata": {"name": "web"}, "spec": {
+                "scaleTargetRef": {"kind": "Deployment", "name": "web"},
+                "minReplicas": 2, "maxReplicas": 4,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 50}}}]},
+                "status": {"currentReplicas": 2}}),
+            &[
+                "NAME",
+                "REFERENCE",
+                "TARGETS",
+                "MINPODS",
+                "MAXPODS",
+                "REPLICAS",
+                "AGE",
+            ],
+            json!([
+                "web",
+                "Deployment/web",
+                "cpu: <unknown>/50%",
+                "2",
+                4,
+                2,
+                "<unknown>"
+            ]),
         );
         check(
             "apps",

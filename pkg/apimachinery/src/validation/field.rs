@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value};
 
+pub(crate) use crate::semantic::{normalized, sem_eq};
 use crate::Cause;
 
 /// Collected field errors.
@@ -170,37 +171,6 @@ pub(crate) fn arr<'a>(v: &'a Value, path: &[&str]) -> &'a [Value] {
 /// The object at a path.
 pub(crate) fn obj<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Map<String, Value>> {
     get(v, path).and_then(Value::as_object)
-}
-
-/// Drops nulls, empty arrays and empty objects, as Go's semantic equality
-/// treats nil and empty alike.
-pub(crate) fn normalized(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.clone(), normalized(v)))
-                .filter(|(_, v)| !is_empty(v))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
-        other => other.clone(),
-    }
-}
-
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Array(a) => a.is_empty(),
-        Value::Object(m) => m.is_empty(),
-        _ => false,
-    }
-}
-
-/// Semantic equality of two optional values.
-pub(crate) fn sem_eq(a: Option<&Value>, b: Option<&Value>) -> bool {
-    let n = |v: Option<&Value>| v.map(normalized).unwrap_or(Value::Null);
-    let (a, b) = (n(a), n(b));
-    a == b || (is_empty(&a) && is_empty(&b))
 }
 
 /// Whether a label selector has neither matchLabels nor matchExpressions.

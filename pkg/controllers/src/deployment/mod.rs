@@ -35,8 +35,7 @@ use serde_json::json;
 
 use crate::owner::{self, Claim};
 use crate::pods;
-use crate::replicaset::api_message;
-use crate::{Context, Error, Result, Shutdown};
+use crate::{status, Context, Error, Result, Shutdown};
 
 use util::RsState;
 
@@ -234,64 +233,23 @@ impl Syncer {
             .map_err(Error::kube(format!("list replicasets in {}", self.ns)))?;
         let uid = self.d.metadata.uid.clone().unwrap_or_default();
         let deleting = self.d.metadata.deletion_timestamp.is_some();
+        let owner_ref = owner::new_controller_ref(&self.d);
         let mut out = Vec::new();
         for rs in list.items {
             let matching = pods::matches(sel, rs.metadata.labels.as_ref());
             match owner::claim(&rs.metadata, &uid, matching) {
                 Claim::Owned => out.push(rs),
                 Claim::Adopt if !deleting => {
-                    let mut refs = rs.metadata.owner_references.clone().unwrap_or_default();
-                    refs.push(owner::new_controller_ref(&self.d));
-                    if let Some(rs) = self.patch_owner_refs(&rs, json!(refs)).await? {
+                    if let Some(rs) = owner::adopt(&self.rs_api, &rs, &owner_ref).await? {
                         out.push(rs);
                     }
                 }
-                Claim::Release => {
-                    let refs: Vec<_> = rs
-                        .metadata
-                        .owner_references
-                        .clone()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|r| r.uid != uid)
-                        .collect();
-                    let v = if refs.is_empty() {
-                        serde_json::Value::Null
-                    } else {
-                        json!(refs)
-                    };
-                    self.patch_owner_refs(&rs, v).await?;
-                }
+                Claim::Release => owner::release(&self.rs_api, &rs, &uid).await?,
                 Claim::Adopt | Claim::Ignore => {}
             }
         }
         self.rss = out;
         Ok(())
-    }
-
-    async fn patch_owner_refs(
-        &self,
-        rs: &ReplicaSet,
-        refs: serde_json::Value,
-    ) -> Result<Option<ReplicaSet>> {
-        let name = rs.name_any();
-        let patch = json!({"metadata": {
-            "ownerReferences": refs,
-            "uid": rs.metadata.uid,
-            "resourceVersion": rs.metadata.resource_version,
-        }});
-        match self
-            .rs_api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map_err(Error::kube(format!(
-                "update ownerReferences of replicaset {}/{name}",
-                self.ns
-            ))) {
-            Ok(rs) => Ok(Some(rs)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     /// Writes the Deployment's status (a merge patch of the whole status).
@@ -301,17 +259,8 @@ impl Syncer {
             // An absent list would keep the old conditions in a merge patch.
             m.entry("conditions").or_insert(serde_json::Value::Null);
         }
-        let patch = json!({"status": st});
-        let d = self
-            .api
-            .patch_status(&self.name(), &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map_err(Error::kube(format!(
-                "update status of deployment {}/{}",
-                self.ns,
-                self.name()
-            )))?;
-        self.d = d;
+        let name = self.name();
+        self.d = status::write(&self.api, &name, &format!("{}/{name}", self.ns), &st).await?;
         Ok(())
     }
 
@@ -455,7 +404,7 @@ impl Syncer {
                 } else {
                     let msg = format!(
                         "Failed to create new replica set \"{rs_name}\": {}",
-                        api_message(&e)
+                        e.api_message()
                     );
                     if has_deadline {
                         let mut st = self.d.status.clone().unwrap_or_default();

@@ -308,23 +308,13 @@ pub fn paused_condition(d: &Deployment, now: Timestamp) -> Option<DeploymentStat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deployment::util::tests::deploy;
+    use crate::deployment::util::{self, tests::deploy};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn rs(name: &str, replicas: i32, available: i32) -> RsState {
         RsState {
-            name: name.into(),
-            replicas,
-            status_replicas: replicas,
-            ready: available,
-            available,
             created: None,
-            revision: 1,
-            desired_annotation: None,
-            max_annotation: None,
-            generation: 1,
-            observed_generation: 1,
-            deleting: false,
+            ..util::tests::rs(name, replicas, available, 1)
         }
     }
 

@@ -96,24 +96,7 @@ pub fn plan_old_scale_down(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::jiff::Timestamp;
-
-    pub(crate) fn rs(name: &str, replicas: i32, available: i32, created: i64) -> RsState {
-        RsState {
-            name: name.into(),
-            replicas,
-            status_replicas: replicas,
-            ready: available,
-            available,
-            created: Timestamp::from_second(1_700_000_000 + created).ok(),
-            revision: created,
-            desired_annotation: None,
-            max_annotation: None,
-            generation: 1,
-            observed_generation: 1,
-            deleting: false,
-        }
-    }
+    use crate::deployment::util::tests::rs;
 
     #[test]
     fn scale_up_within_surge() {

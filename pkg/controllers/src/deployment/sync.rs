@@ -207,22 +207,13 @@ pub fn plan_cleanup(olds: &[RsState], limit: i32) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::jiff::Timestamp;
+    use crate::deployment::util;
 
     fn rs(name: &str, replicas: i32, available: i32, created: i64, max: Option<i32>) -> RsState {
         RsState {
-            name: name.into(),
-            replicas,
-            status_replicas: replicas,
-            ready: available,
-            available,
-            created: Timestamp::from_second(1_700_000_000 + created).ok(),
-            revision: created,
             desired_annotation: max.map(|m| m - 1),
             max_annotation: max,
-            generation: 1,
-            observed_generation: 1,
-            deleting: false,
+            ..util::tests::rs(name, replicas, available, created)
         }
     }
 

@@ -11,9 +11,11 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
+use rkube_apimachinery::semantic::normalized;
 use serde_json::Value;
 
-use crate::{owner, Error, Result};
+use crate::intstr::scaled_value;
+use crate::{owner, Result};
 
 /// Label added to a ReplicaSet's selector, template and labels.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
@@ -31,31 +33,6 @@ pub const ROLLBACK_TO: &str = "deprecated.deployment.rollback.to";
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// Upper bound of the revision-history annotation's length.
 pub const MAX_REV_HISTORY_CHARS: usize = 2000;
-
-/// `int` or `percent%` of `total`, rounded up or down
-/// (intstr.GetScaledValueFromIntOrPercent).
-pub fn scaled_value(v: &IntOrString, total: i32, round_up: bool) -> Result<i32> {
-    match v {
-        IntOrString::Int(i) => Ok(*i),
-        IntOrString::String(s) => {
-            let pct: i64 = s
-                .strip_suffix('%')
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "invalid value for IntOrString: invalid value {s:?}"
-                    ))
-                })?;
-            let num = pct * i64::from(total);
-            let v = if round_up {
-                (num + 99).div_euclid(100)
-            } else {
-                num.div_euclid(100)
-            };
-            Ok(i32::try_from(v).unwrap_or(i32::MAX))
-        }
-    }
-}
 
 /// Resolves maxSurge (rounded up) and maxUnavailable (rounded down)
 /// against `desired`; when both come out zero maxUnavailable is 1.
@@ -182,36 +159,12 @@ pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -
     crate::hash::object_hash(template, collision_count)
 }
 
-/// Drops nulls, empty arrays and empty objects, so that unset and empty
-/// compare equal (as upstream's semantic equality does).
-fn normalize(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (k, normalize(v)))
-                .filter(|(_, v)| !is_empty(v))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
-        other => other,
-    }
-}
-
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Array(a) => a.is_empty(),
-        Value::Object(m) => m.is_empty(),
-        _ => false,
-    }
-}
-
 fn without_hash(t: &PodTemplateSpec) -> Value {
     let mut t = t.clone();
     if let Some(l) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         l.remove(POD_TEMPLATE_HASH);
     }
-    normalize(serde_json::to_value(&t).unwrap_or(Value::Null))
+    normalized(&serde_json::to_value(&t).unwrap_or(Value::Null))
 }
 
 /// True when two templates are equal once the pod-template-hash label is
@@ -445,6 +398,26 @@ pub(crate) mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
     use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+    /// A ReplicaSet state for tests: `available` of `replicas` ready and
+    /// available, created `created` seconds after a fixed epoch, with
+    /// revision `created`.
+    pub(crate) fn rs(name: &str, replicas: i32, available: i32, created: i64) -> RsState {
+        RsState {
+            name: name.into(),
+            replicas,
+            status_replicas: replicas,
+            ready: available,
+            available,
+            created: Timestamp::from_second(1_700_000_000 + created).ok(),
+            revision: created,
+            desired_annotation: None,
+            max_annotation: None,
+            generation: 1,
+            observed_generation: 1,
+            deleting: false,
+        }
+    }
 
     pub(crate) fn deploy(replicas: i32, surge: IntOrString, unavail: IntOrString) -> Deployment {
         Deployment {
