@@ -62,6 +62,19 @@ pub(crate) struct Profile {
 }
 
 impl Profile {
+    /// A throw-away profile named `bench` in a new temporary `RKUBE_HOME`,
+    /// started later with `start_args`.
+    pub(crate) fn throwaway(binary: &Path, port: u16, start_args: Vec<String>) -> Result<Self> {
+        let home = tempfile::tempdir()?;
+        Ok(Profile {
+            binary: binary.to_path_buf(),
+            kubeconfig: home.path().join("kubeconfig"),
+            home,
+            port,
+            start_args,
+        })
+    }
+
     pub(crate) fn cmd(&self, args: &[&str]) -> Result<Duration> {
         let started = Instant::now();
         let out = Command::new(&self.binary)
@@ -215,16 +228,8 @@ pub async fn run_api(opts: ApiBenchOptions) -> Result<Vec<String>> {
         println!("{s}");
         lines.push(s);
     };
-    let home = tempfile::tempdir()?;
-    let kubeconfig = home.path().join("kubeconfig");
-    let profile = Profile {
-        binary: opts.binary.clone(),
-        kubeconfig,
-        home,
-        port: opts.port,
-        // The API figures are for the control plane alone.
-        start_args: vec!["--disable-agent".into()],
-    };
+    // The API figures are for the control plane alone.
+    let profile = Profile::throwaway(&opts.binary, opts.port, vec!["--disable-agent".into()])?;
     let cold = profile.start()?;
     out(format!(
         "start to ready (cold, with PKI): {:>8.1} ms",

@@ -286,15 +286,11 @@ pub async fn run_pods(opts: PodBenchOptions) -> Result<Vec<String>> {
         println!("{s}");
         lines.push(s);
     };
-    let home = tempfile::tempdir()?;
-    let kubeconfig = home.path().join("kubeconfig");
-    let profile = Profile {
-        binary: opts.binary.clone(),
-        kubeconfig,
-        home,
-        port: opts.port,
-        start_args: vec![format!("--container-runtime={}", opts.runtime)],
-    };
+    let profile = Profile::throwaway(
+        &opts.binary,
+        opts.port,
+        vec![format!("--container-runtime={}", opts.runtime)],
+    )?;
     let t = profile.start()?;
     out(format!(
         "start to node Ready (cold, {}): {:.0} ms",

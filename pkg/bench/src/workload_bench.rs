@@ -142,18 +142,14 @@ async fn settled_rss(profile: &Profile) -> f64 {
 /// Control-plane-only profile (`--disable-agent`) with `controllers`:
 /// daemon RSS idle and after creating `objects` ConfigMaps.
 async fn memory(opts: &WorkloadBenchOptions, controllers: &str) -> Result<(f64, f64)> {
-    let home = tempfile::tempdir()?;
-    let kubeconfig = home.path().join("kubeconfig");
-    let profile = Profile {
-        binary: opts.binary.clone(),
-        kubeconfig,
-        home,
-        port: opts.port,
-        start_args: vec![
+    let profile = Profile::throwaway(
+        &opts.binary,
+        opts.port,
+        vec![
             "--disable-agent".into(),
             format!("--controllers={controllers}"),
         ],
-    };
+    )?;
     profile.start()?;
     let client = profile.client().await?;
     let idle = settled_rss(&profile).await;
@@ -178,15 +174,7 @@ pub async fn run_workloads(opts: WorkloadBenchOptions) -> Result<Vec<String>> {
         lines.push(s);
     };
     {
-        let home = tempfile::tempdir()?;
-        let kubeconfig = home.path().join("kubeconfig");
-        let profile = Profile {
-            binary: opts.binary.clone(),
-            kubeconfig,
-            home,
-            port: opts.port,
-            start_args: Vec::new(),
-        };
+        let profile = Profile::throwaway(&opts.binary, opts.port, Vec::new())?;
         profile.start()?;
         load_image(&profile)?;
         let client = profile.client().await?;
