@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use serde_json::Value;
 
 use crate::quantity::Quantity;
@@ -231,54 +233,100 @@ pub fn matches_resource(group: &str, plural: &str, name: &str) -> bool {
     }
 }
 
-fn pod_qos_best_effort(pod: &Value) -> bool {
-    let each = |f: &str| {
-        pod.pointer(&format!("/spec/{f}"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    each("containers")
-        .iter()
-        .chain(each("initContainers").iter())
-        .all(|c| {
-            let (r, l) = container_lists(c);
-            r.keys()
-                .chain(l.keys())
-                .all(|k| !matches!(k.as_str(), "cpu" | "memory"))
-        })
+/// A pod's quality-of-service class (`status.qosClass`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QosClass {
+    /// Every container has cpu and memory limits, and requests equal to them.
+    Guaranteed,
+    /// Some cpu or memory request or limit, but not Guaranteed.
+    Burstable,
+    /// No cpu or memory request or limit at all.
+    BestEffort,
 }
 
-/// A pod's QoS class (Guaranteed, Burstable, BestEffort) as upstream
-/// computes it after admission defaults.
-pub fn qos_class(pod: &Value) -> &'static str {
-    if pod_qos_best_effort(pod) {
-        return "BestEffort";
+impl QosClass {
+    /// The `status.qosClass` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QosClass::Guaranteed => "Guaranteed",
+            QosClass::Burstable => "Burstable",
+            QosClass::BestEffort => "BestEffort",
+        }
     }
-    let each = |f: &str| {
-        pod.pointer(&format!("/spec/{f}"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let guaranteed = each("containers")
-        .iter()
-        .chain(each("initContainers").iter())
-        .all(|c| {
-            let (r, l) = container_lists(c);
-            ["cpu", "memory"]
-                .iter()
-                .all(|k| match (r.get(*k), l.get(*k)) {
-                    (Some(r), Some(l)) => r == l,
-                    (None, Some(_)) => true,
-                    _ => false,
-                })
-        });
-    if guaranteed {
-        "Guaranteed"
+}
+
+/// The QoS class of a pod whose init and app containers have these
+/// (requests, limits), as upstream's `GetPodQOS` computes it: only positive
+/// cpu and memory quantities count, and a request left out defaults to its
+/// limit (as admission defaulting does).
+pub fn qos_of(containers: impl IntoIterator<Item = (ResourceList, ResourceList)>) -> QosClass {
+    let positive = |q: Option<&Quantity>| q.copied().filter(|q| *q > Quantity::ZERO);
+    let mut any = false;
+    let mut guaranteed = true;
+    for (req, lim) in containers {
+        for res in ["cpu", "memory"] {
+            let l = positive(lim.get(res));
+            let r = if req.contains_key(res) {
+                positive(req.get(res))
+            } else {
+                l
+            };
+            any |= r.is_some() || l.is_some();
+            guaranteed &= l.is_some() && r == l;
+        }
+    }
+    if !any {
+        QosClass::BestEffort
+    } else if guaranteed {
+        QosClass::Guaranteed
     } else {
-        "Burstable"
+        QosClass::Burstable
     }
+}
+
+/// The (requests, limits) of a pod's init and app containers.
+fn pod_container_lists(pod: &Value) -> Vec<(ResourceList, ResourceList)> {
+    ["initContainers", "containers"]
+        .iter()
+        .filter_map(|f| pod.pointer(&format!("/spec/{f}")).and_then(Value::as_array))
+        .flatten()
+        .map(container_lists)
+        .collect()
+}
+
+/// A pod's QoS class.
+pub fn pod_qos(pod: &Value) -> QosClass {
+    qos_of(pod_container_lists(pod))
+}
+
+/// A typed resource map; malformed entries are skipped.
+fn typed_list(m: Option<&BTreeMap<String, ApiQuantity>>) -> ResourceList {
+    m.into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), Quantity::parse(&v.0)?)))
+        .collect()
+}
+
+/// A typed pod's QoS class (the node agent's view).
+pub fn typed_pod_qos(pod: &Pod) -> QosClass {
+    let spec = pod.spec.as_ref();
+    let containers = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .chain(spec.map(|s| &s.containers).into_iter().flatten());
+    qos_of(containers.map(|c| {
+        let r = c.resources.as_ref();
+        (
+            typed_list(r.and_then(|r| r.requests.as_ref())),
+            typed_list(r.and_then(|r| r.limits.as_ref())),
+        )
+    }))
+}
+
+/// A pod's QoS class name (Guaranteed, Burstable, BestEffort).
+pub fn qos_class(pod: &Value) -> &'static str {
+    pod_qos(pod).as_str()
 }
 
 fn scope_matches(scope: &str, op: &str, values: &[&str], pod: &Value) -> bool {
@@ -289,8 +337,8 @@ fn scope_matches(scope: &str, op: &str, values: &[&str], pod: &Value) -> bool {
     match scope {
         "Terminating" => terminating,
         "NotTerminating" => !terminating,
-        "BestEffort" => pod_qos_best_effort(pod),
-        "NotBestEffort" => !pod_qos_best_effort(pod),
+        "BestEffort" => pod_qos(pod) == QosClass::BestEffort,
+        "NotBestEffort" => pod_qos(pod) != QosClass::BestEffort,
         "PriorityClass" => {
             let pc = pod
                 .pointer("/spec/priorityClassName")
@@ -484,14 +532,46 @@ mod tests {
         let pod = |req: &str, lim: &str| {
             json!({"spec": {"containers": [{"name": "a", "resources": {
                 "requests": {"cpu": req, "memory": "64Mi"},
-                "limits": {"cpu": lim, "memory": "64Mi"}}}]}})
+                "limits": {"cpu": lim, "memory": "67108864"}}}]}})
         };
-        assert_eq!(qos_class(&pod("1000m", "1")), "Guaranteed");
-        assert_eq!(qos_class(&pod("500m", "1")), "Burstable");
+        for (req, lim, class) in [
+            ("1000m", "1", QosClass::Guaranteed),
+            ("500m", "1", QosClass::Burstable),
+        ] {
+            let v = pod(req, lim);
+            assert_eq!(qos_class(&v), class.as_str());
+            // The node agent's typed view agrees.
+            let typed: Pod = serde_json::from_value(v).unwrap();
+            assert_eq!(typed_pod_qos(&typed), class);
+        }
         assert_eq!(
             qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})),
             "BestEffort"
         );
+    }
+
+    #[test]
+    fn qos_follows_upstream() {
+        let pod = |containers: Value| json!({"spec": {"containers": containers}});
+        let res = |v: Value| json!({"name": "a", "resources": v});
+        // Limits only: requests default to them.
+        let limits = res(json!({"limits": {"cpu": "1", "memory": "1Gi"}}));
+        assert_eq!(pod_qos(&pod(json!([limits]))), QosClass::Guaranteed);
+        // A memory limit alone is not enough.
+        let mem = res(json!({"limits": {"memory": "1Gi"}}));
+        assert_eq!(pod_qos(&pod(json!([mem]))), QosClass::Burstable);
+        // Zero quantities do not count.
+        let zero = res(json!({"requests": {"cpu": "0"}, "limits": {"memory": "0"}}));
+        assert_eq!(pod_qos(&pod(json!([zero]))), QosClass::BestEffort);
+        let zero_req = res(json!({"requests": {"cpu": "0"}, "limits": {"cpu": "1"}}));
+        assert_eq!(pod_qos(&pod(json!([zero_req]))), QosClass::Burstable);
+        // Every container must qualify, init containers included.
+        let p = json!({"spec": {"containers": [limits], "initContainers": [{"name": "i"}]}});
+        assert_eq!(pod_qos(&p), QosClass::Burstable);
+        assert!(scope_matches("BestEffort", "", &[], &pod(json!([zero]))));
+        // Extended resources do not matter.
+        let gpu = res(json!({"limits": {"cpu": "1", "memory": "1Gi", "x/gpu": "1"}}));
+        assert_eq!(pod_qos(&pod(json!([gpu]))), QosClass::Guaranteed);
     }
 
     #[test]

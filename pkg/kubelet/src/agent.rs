@@ -5,7 +5,7 @@
 //! what the runtime still runs for pods that no longer exist
 //! ([`crate::gc`]), and does so again every minute.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,49 +16,11 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::runtime::watcher;
 use kube::Api;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::watch;
 
+pub use crate::context::NodeAgentConfig;
+use crate::context::{Agent, Handle};
 use crate::cri_config::NodeFacts;
-use crate::events::Recorder;
-use crate::pod::Handle;
-
-/// Settings of the node agent.
-#[derive(Clone)]
-pub struct NodeAgentConfig {
-    /// Node name.
-    pub node_name: String,
-    /// Client authenticated as `system:node:<name>`.
-    pub client: kube::Client,
-    /// CRI socket of the runtime.
-    pub cri_socket: PathBuf,
-    /// State directory: `pods/` (volumes) and `logs/` (container logs,
-    /// `<ns>_<pod>_<uid>/<container>/<restart>.log`).
-    pub root_dir: PathBuf,
-    /// Pod capacity (110).
-    pub max_pods: u32,
-    /// Cluster DNS servers (empty: pods use the host's resolv.conf).
-    pub cluster_dns: Vec<String>,
-    /// Cluster domain (cluster.local).
-    pub cluster_domain: String,
-    /// The node's address.
-    pub node_ip: IpAddr,
-    /// API server host for in-pod clients (KUBERNETES_SERVICE_HOST).
-    pub api_host: String,
-    /// API server port for in-pod clients (KUBERNETES_SERVICE_PORT).
-    pub api_port: u16,
-    /// Cluster CA (PEM): ca.crt of service-account volumes, and the CA of
-    /// client certificates the server accepts.
-    pub cluster_ca_pem: String,
-    /// Serving certificate of the node agent's HTTPS server.
-    pub serving_cert_pem: Vec<u8>,
-    /// Its key.
-    pub serving_key_pem: Vec<u8>,
-    /// Port of the HTTPS server (0 picks one; it is published in
-    /// Node.status.daemonEndpoints.kubeletEndpoint.Port).
-    pub server_port: u16,
-    /// cgroup parent of pod sandboxes.
-    pub cgroup_parent: Option<String>,
-}
 
 /// Errors that stop the node agent.
 #[derive(Debug, thiserror::Error)]
@@ -78,38 +40,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// What every part of the agent shares.
-pub(crate) struct Agent {
-    pub cfg: NodeAgentConfig,
-    pub cri: rkube_cri::Clients,
-    pub volumes: crate::volumes::VolumeManager,
-    pub events: Recorder,
-    pub node: NodeFacts,
-    pub allocatable: BTreeMap<String, Quantity>,
-    pub workers: Mutex<HashMap<String, Arc<Handle>>>,
-    runtime_name: std::sync::Mutex<String>,
-}
-
-impl Agent {
-    /// The runtime's name for container IDs (`containerd`).
-    pub fn runtime_name(&self) -> String {
-        let n = self
-            .runtime_name
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if n.is_empty() {
-            "containerd".into()
-        } else {
-            n
-        }
-    }
-
-    pub fn set_runtime_name(&self, name: &str) {
-        *self.runtime_name.lock().unwrap_or_else(|e| e.into_inner()) = name.to_string();
-    }
 }
 
 /// Runs the node agent until `shutdown` flips to true. Containers keep
@@ -161,16 +91,7 @@ pub async fn run(cfg: NodeAgentConfig, mut shutdown: watch::Receiver<bool>) -> R
         host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         memory_bytes: (host.memory_kib * 1024) as i64,
     };
-    let agent = Arc::new(Agent {
-        events: Recorder::new(cfg.client.clone(), cfg.node_name.clone()),
-        cfg,
-        cri,
-        volumes,
-        node,
-        allocatable,
-        workers: Mutex::new(HashMap::new()),
-        runtime_name: Default::default(),
-    });
+    let agent = Arc::new(Agent::new(cfg, cri, volumes, node, allocatable));
     let node_task = tokio::spawn(crate::node::run(
         agent.clone(),
         server_addr.port(),

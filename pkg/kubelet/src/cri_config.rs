@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use rkube_apimachinery::quantity::Quantity as ExactQuantity;
 use rkube_cri::api as cri;
+
+/// QoS class of a pod.
+pub use rkube_apimachinery::quota::QosClass as Qos;
 
 /// Label: pod name.
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
@@ -320,76 +324,17 @@ pub fn sandbox_config(node: &NodeFacts, pod: &Pod, attempt: u32) -> cri::PodSand
 
 /// A quantity in milli-units (cpu).
 pub fn milli(q: Option<&Quantity>) -> Option<i64> {
-    crate::env::parse_quantity(&q?.0)
-        .ok()
-        .map(|n| crate::env::milli_value(n) as i64)
+    ExactQuantity::parse(&q?.0).map(|q| q.milli_value() as i64)
 }
 
 /// A quantity in whole units (bytes).
 pub fn units(q: Option<&Quantity>) -> Option<i64> {
-    crate::env::parse_quantity(&q?.0)
-        .ok()
-        .map(|n| crate::env::value(n) as i64)
+    ExactQuantity::parse(&q?.0).map(|q| q.value() as i64)
 }
 
-/// QoS class of a pod.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Qos {
-    /// Every container has equal cpu and memory requests and limits.
-    Guaranteed,
-    /// Some requests or limits.
-    Burstable,
-    /// None at all.
-    BestEffort,
-}
-
-impl Qos {
-    /// The status.qosClass string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Qos::Guaranteed => "Guaranteed",
-            Qos::Burstable => "Burstable",
-            Qos::BestEffort => "BestEffort",
-        }
-    }
-}
-
-/// The pod's QoS class, computed as upstream does from the spec.
+/// The pod's QoS class, by the one rule the API server also uses.
 pub fn qos(pod: &Pod) -> Qos {
-    let s = spec(pod);
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in all_containers(&s) {
-        let r = c.resources.clone().unwrap_or_default();
-        let req = r.requests.unwrap_or_default();
-        let lim = r.limits.unwrap_or_default();
-        for res in ["cpu", "memory"] {
-            let l = lim.get(res);
-            let q = req.get(res).or(l);
-            if q.is_some_and(|q| units_or_milli(res, q) != Some(0)) {
-                any = true;
-            }
-            match (l, q) {
-                (Some(l), Some(q)) if units_or_milli(res, l) == units_or_milli(res, q) => {}
-                _ => guaranteed = false,
-            }
-        }
-    }
-    if !any {
-        Qos::BestEffort
-    } else if guaranteed {
-        Qos::Guaranteed
-    } else {
-        Qos::Burstable
-    }
-}
-
-fn units_or_milli(res: &str, q: &Quantity) -> Option<i64> {
-    if res == "cpu" {
-        milli(Some(q))
-    } else {
-        units(Some(q))
-    }
+    rkube_apimachinery::quota::typed_pod_qos(pod)
 }
 
 /// The OOM score adjustment upstream gives a container (Guaranteed -997,
@@ -736,6 +681,11 @@ mod tests {
         assert_eq!(qos(&g), Qos::Guaranteed);
         assert_eq!(qos(&b), Qos::Burstable);
         assert_eq!(qos(&be), Qos::BestEffort);
+        // Quantities, not strings, are compared (the API server's rule).
+        let same = pod(json!({"containers": [c(json!({
+            "requests": {"cpu": "1000m", "memory": "1Gi"},
+            "limits": {"cpu": "1", "memory": "1024Mi"}}))]}));
+        assert_eq!(qos(&same), Qos::Guaranteed);
         let cont = |p: &Pod| p.spec.as_ref().unwrap().containers[0].clone();
         let mem = 8i64 << 30;
         assert_eq!(oom_score_adj(&g, &cont(&g), mem), 0, "-997 clamped");

@@ -23,6 +23,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
+use rkube_apimachinery::quantity::{Format, Quantity as ExactQuantity};
 use rkube_cri::api::KeyValue;
 
 /// Why a container's environment could not be built. The messages are
@@ -666,78 +667,9 @@ pub fn volume_field_value(
     }
 }
 
-/// A quantity in nano-units (exact for every value Kubernetes accepts).
-pub fn parse_quantity(q: &str) -> Result<i128, EnvError> {
-    let bad = || EnvError::Quantity(q.to_string());
-    let s = q.trim();
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let num_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(num_end);
-    if num.is_empty() || num == "." {
-        return Err(bad());
-    }
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if frac.contains('.') {
-        return Err(bad());
-    }
-    let digits: i128 = format!("{int}{frac}").parse().map_err(|_| bad())?;
-    let frac_div = 10i128.checked_pow(frac.len() as u32).ok_or_else(bad)?;
-    // multiplier in nano-units, as numerator/denominator
-    let (mul, div): (i128, i128) = match suffix {
-        "n" => (1, 1),
-        "u" => (1_000, 1),
-        "m" => (1_000_000, 1),
-        "" => (1_000_000_000, 1),
-        "k" => (1_000_000_000_000, 1),
-        "M" => (10i128.pow(15), 1),
-        "G" => (10i128.pow(18), 1),
-        "T" => (10i128.pow(21), 1),
-        "P" => (10i128.pow(24), 1),
-        "E" => (10i128.pow(27), 1),
-        "Ki" => (1_000_000_000 << 10, 1),
-        "Mi" => (1_000_000_000 << 20, 1),
-        "Gi" => (1_000_000_000 << 30, 1),
-        "Ti" => (1_000_000_000 << 40, 1),
-        "Pi" => (1_000_000_000 << 50, 1),
-        "Ei" => (1_000_000_000 << 60, 1),
-        e if e.starts_with(['e', 'E']) => {
-            let exp: i32 = e[1..].parse().map_err(|_| bad())?;
-            let p = 9 + exp;
-            if p >= 0 {
-                (10i128.checked_pow(p as u32).ok_or_else(bad)?, 1)
-            } else {
-                (1, 10i128.checked_pow((-p) as u32).ok_or_else(bad)?)
-            }
-        }
-        _ => return Err(bad()),
-    };
-    let n = digits.checked_mul(mul).ok_or_else(bad)?;
-    let d = frac_div.checked_mul(div).ok_or_else(bad)?;
-    let v = ceil_div(n, d);
-    Ok(if neg { -v } else { v })
-}
-
-fn ceil_div(n: i128, d: i128) -> i128 {
-    if n >= 0 {
-        (n + d - 1) / d
-    } else {
-        n / d
-    }
-}
-
-/// `Quantity::MilliValue()` (rounded up).
-pub fn milli_value(nanos: i128) -> i128 {
-    ceil_div(nanos, 1_000_000)
-}
-
-/// `Quantity::Value()` (rounded up).
-pub fn value(nanos: i128) -> i128 {
-    ceil_div(nanos, 1_000_000_000)
+/// A quantity of the pod spec (limit, request, divisor, size limit), parsed.
+pub fn quantity(q: &Quantity) -> Result<ExactQuantity, EnvError> {
+    ExactQuantity::parse(&q.0).ok_or_else(|| EnvError::Quantity(q.0.clone()))
 }
 
 /// The value of a `resourceFieldRef` for `container`: the limit (node
@@ -759,9 +691,7 @@ pub fn resource_field_value(
     }
     let resources = container.resources.as_ref();
     let get = |m: Option<&BTreeMap<String, Quantity>>| {
-        m.and_then(|m| m.get(res))
-            .map(|q| parse_quantity(&q.0))
-            .transpose()
+        m.and_then(|m| m.get(res)).map(quantity).transpose()
     };
     let mut amount = if kind == "limits" {
         get(resources.and_then(|r| r.limits.as_ref()))?
@@ -769,42 +699,43 @@ pub fn resource_field_value(
         get(resources.and_then(|r| r.requests.as_ref()))?
     };
     if kind == "limits"
-        && amount.unwrap_or(0) == 0
+        && amount.is_none_or(|a| a.is_zero())
         && matches!(res, "cpu" | "memory" | "ephemeral-storage")
     {
         let alloc = match allocatable.get(res) {
-            Some(q) => Some(parse_quantity(&q.0)?),
+            Some(q) => Some(quantity(q)?),
             None => host_allocatable(res),
         };
         amount = alloc.or(amount);
     }
-    let amount = amount.unwrap_or(0);
+    let amount = amount.unwrap_or(ExactQuantity::ZERO);
     let divisor = match &r.divisor {
-        Some(d) if !d.0.is_empty() => parse_quantity(&d.0)?,
-        _ => 1_000_000_000,
+        Some(d) if !d.0.is_empty() => quantity(d)?,
+        _ => ExactQuantity::count(1),
     };
     let v = if res == "cpu" {
-        let d = milli_value(divisor).max(1);
-        ceil_div(milli_value(amount), d)
+        amount.milli_ratio(&divisor)
     } else {
-        let d = value(divisor).max(1);
-        ceil_div(value(amount), d)
+        amount.value_ratio(&divisor)
     };
     Ok(v.to_string())
 }
 
-/// The machine's cpu (cores) or memory (bytes) in nano-units, the fallback
-/// when no node allocatable is known.
-pub fn host_allocatable(res: &str) -> Option<i128> {
+/// The machine's cpu (cores) or memory (bytes), the fallback when no node
+/// allocatable is known.
+pub fn host_allocatable(res: &str) -> Option<ExactQuantity> {
     match res {
         "cpu" => std::thread::available_parallelism()
             .ok()
-            .map(|n| n.get() as i128 * 1_000_000_000),
+            .map(|n| ExactQuantity::count(n.get() as i64)),
         "memory" => {
             let info = std::fs::read_to_string("/proc/meminfo").ok()?;
             let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
             let kb: i128 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kb * 1024 * 1_000_000_000)
+            Some(ExactQuantity {
+                nanos: kb * 1024 * 1_000_000_000,
+                format: Format::BinarySi,
+            })
         }
         _ => None,
     }
@@ -939,21 +870,6 @@ pub(crate) mod tests {
         assert_eq!(expand("100$", map(&vars)), "100$");
         assert_eq!(expand("é$(A)é", map(&vars)), "éaé");
         assert_eq!(expand("$é", map(&vars)), "$é");
-    }
-
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("1").unwrap(), 1_000_000_000);
-        assert_eq!(parse_quantity("500m").unwrap(), 500_000_000);
-        assert_eq!(parse_quantity("1.5").unwrap(), 1_500_000_000);
-        assert_eq!(
-            parse_quantity("128Mi").unwrap(),
-            128 * 1024 * 1024 * 1_000_000_000
-        );
-        assert_eq!(parse_quantity("1e3").unwrap(), 1000 * 1_000_000_000);
-        assert_eq!(parse_quantity("1k").unwrap(), 1000 * 1_000_000_000);
-        assert!(parse_quantity("abc").is_err());
-        assert!(parse_quantity("1Q").is_err());
     }
 
     fn container_with(limits: &[(&str, &str)], requests: &[(&str, &str)]) -> Container {

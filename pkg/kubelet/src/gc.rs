@@ -12,7 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use rkube_cri::api as cri;
 
-use crate::agent::Agent;
+use crate::context::Agent;
 use crate::cri_config::{LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID};
 
 /// How often the clean-up runs.

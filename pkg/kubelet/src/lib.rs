@@ -4,13 +4,15 @@
 //! environment, probes and hooks, and an HTTPS server for logs, exec,
 //! attach and port-forward.
 //!
-//! Layout: [`agent`] wires everything and watches pods; [`pod`] is the
-//! per-pod state machine; [`node`] and [`lease`] keep the Node fresh;
-//! [`cri_config`], [`status`], [`pull`] and [`backoff`] are pure logic;
-//! [`gc`] removes what vanished pods left in the runtime.
+//! Layout: [`agent`] wires everything and watches pods; `context` holds the
+//! state they share; [`pod`] is the per-pod state machine; [`node`] and
+//! [`lease`] keep the Node fresh; [`cri_config`], [`status`], [`pull`] and
+//! [`backoff`] are pure logic; [`gc`] removes what vanished pods left in the
+//! runtime.
 
 pub mod agent;
 pub mod backoff;
+mod context;
 pub mod cri_config;
 pub mod env;
 pub mod events;

@@ -14,7 +14,7 @@ use rkube_cri::api as cri;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::agent::Agent;
+use crate::context::Agent;
 
 /// Kubelet version reported in nodeInfo.
 pub const KUBELET_VERSION: &str = "v1.33.0-rkube.1";

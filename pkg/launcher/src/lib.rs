@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 pub mod backend;
 pub mod console;
+pub mod context;
 pub mod daemon;
 pub mod delete;
 pub mod image;

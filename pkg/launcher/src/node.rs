@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::backend;
-use crate::pipeline::Context;
+use crate::context::Context;
 use crate::{Error, Result};
 
 /// Writes the CNI network configuration (bridge + host-local + portmap).

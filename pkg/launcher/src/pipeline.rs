@@ -7,14 +7,12 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rkube_apiserver::Running;
 use rkube_host::PidFile;
 use rkube_pki::{Pki, PkiOptions};
-use rkube_store::Store;
 
-use crate::backend::Backend;
 use crate::console::Reporter;
-use crate::profile::{Datastore, Profile, ProfileConfig};
+pub use crate::context::{server_url, Context};
+use crate::profile::Datastore;
 use crate::{manifests, Error, Result, KUBERNETES_VERSION};
 
 /// Issuer of ServiceAccount tokens.
@@ -124,52 +122,6 @@ impl Step {
     }
 }
 
-/// State shared by the steps.
-pub struct Context {
-    /// The profile being started.
-    pub profile: Profile,
-    /// Its settings.
-    pub config: ProfileConfig,
-    /// Certificates, after [`Step::Certificates`].
-    pub pki: Option<Pki>,
-    /// Datastore, after [`Step::Store`].
-    pub store: Option<Arc<dyn Store>>,
-    /// The API server, after [`Step::ApiServer`].
-    pub apiserver: Option<Running>,
-    /// The container runtime, after [`Step::Runtime`].
-    pub backend: Option<Box<dyn Backend>>,
-    /// Tells the scheduler and node agent to stop.
-    pub agents_shutdown: tokio::sync::watch::Sender<bool>,
-    /// The scheduler and node agent tasks.
-    pub agents: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Context {
-    /// A context for `profile` with `config`.
-    pub fn new(profile: Profile, config: ProfileConfig) -> Self {
-        Self {
-            profile,
-            config,
-            pki: None,
-            store: None,
-            apiserver: None,
-            backend: None,
-            agents_shutdown: tokio::sync::watch::channel(false).0,
-            agents: Vec::new(),
-        }
-    }
-
-    /// `https://127.0.0.1:<port>`.
-    pub fn server_url(&self) -> String {
-        server_url(self.config.apiserver_port)
-    }
-}
-
-/// `https://127.0.0.1:<port>`.
-pub fn server_url(port: u16) -> String {
-    format!("https://127.0.0.1:{port}")
-}
-
 /// Runs `steps` in order, reporting each one's duration.
 pub async fn run(ctx: &mut Context, steps: &[Step], reporter: &mut dyn Reporter) -> Result<()> {
     for step in steps {
@@ -268,6 +220,7 @@ async fn apiserver(ctx: &mut Context) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::{Profile, ProfileConfig};
 
     #[test]
     fn steps_are_ordered_and_prepare_is_a_prefix() {
@@ -280,11 +233,6 @@ mod tests {
             .unwrap();
         let store = Step::ALL.iter().position(|s| *s == Step::Store).unwrap();
         assert!(store < api);
-    }
-
-    #[test]
-    fn server_url_is_loopback() {
-        assert_eq!(server_url(18443), "https://127.0.0.1:18443");
     }
 
     #[tokio::test]

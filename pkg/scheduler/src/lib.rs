@@ -13,7 +13,6 @@ pub mod client;
 pub mod cycle;
 pub mod filters;
 pub mod fit_error;
-pub mod quantity;
 pub mod report;
 pub mod resources;
 pub mod retry;

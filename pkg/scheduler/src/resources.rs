@@ -4,15 +4,14 @@
 //! app containers plus restartable init containers (sidecars), then the
 //! element-wise maximum with each ordinary init container (which runs
 //! alongside the sidecars started before it), plus `spec.overhead`. Values are
-//! milli-units (see [`crate::quantity`]); unparsable quantities count as zero
-//! (the API server validates them).
+//! milli-units (see [`Quantity::milli_value`]); unparsable quantities count as
+//! zero (the API server validates them).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
-
-use crate::quantity;
+use rkube_apimachinery::quantity::Quantity;
 
 /// Resource name → amount in milli-units.
 pub type ResourceList = BTreeMap<String, i128>;
@@ -38,7 +37,7 @@ pub fn to_list(map: Option<&BTreeMap<String, ApiQuantity>>) -> ResourceList {
         .map(|(k, v)| {
             (
                 k.clone(),
-                quantity::parse(&v.0).map(|q| q.milli_value()).unwrap_or(0),
+                Quantity::parse(&v.0).map_or(0, |q| q.milli_value()),
             )
         })
         .collect()

@@ -7,11 +7,10 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::field::{
-    arr, child, get, index, key, obj, parse_quantity, quantity_str, sem_eq, str_at, Errs,
-};
+use super::field::{arr, child, get, index, key, obj, quantity_str, sem_eq, str_at, Errs};
 use super::meta::{annotations, labels};
 use super::names::*;
+use crate::quantity::Quantity;
 
 /// What kind of spec is being validated.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -343,21 +342,21 @@ fn mounts(list: &[Value], p: &str, volumes: &HashSet<String>, e: &mut Errs) {
 
 fn resources(r: Option<&Value>, p: &str, e: &mut Errs) {
     let Some(r) = r else { return };
-    let mut parsed = |section: &str| -> Vec<(String, String, Option<f64>)> {
+    let mut parsed = |section: &str| -> Vec<(String, String, Option<Quantity>)> {
         let sp = child(p, section);
         obj(r, &[section])
             .into_iter()
             .flatten()
             .map(|(k, v)| {
                 let s = quantity_str(v);
-                let q = parse_quantity(&s);
+                let q = Quantity::parse(&s);
                 match q {
                     None => e.invalid(
                         &key(&sp, k),
                         s.as_str(),
                         "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
                     ),
-                    Some(n) if n < 0.0 => e.invalid(&key(&sp, k), s.as_str(), "must be greater than or equal to 0"),
+                    Some(n) if n < Quantity::ZERO => e.invalid(&key(&sp, k), s.as_str(), "must be greater than or equal to 0"),
                     _ => {}
                 }
                 (k.clone(), s, q)

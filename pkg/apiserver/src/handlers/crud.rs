@@ -2,92 +2,18 @@
 //! patch (JSON, merge, strategic merge, apply), delete and deletecollection,
 //! with Kubernetes' metadata, concurrency, dry-run and deletion semantics.
 
-use std::sync::Arc;
-
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use rkube_apimachinery::{patch, selector, table, typed, validation, ResourceInfo};
+use rkube_apimachinery::{patch, selector, table, typed, validation};
 use rkube_store::KeyValue;
 use serde_json::{json, Value};
 
+use super::context::Ctx;
 use super::{json_response, read_body};
-use crate::auth::UserInfo;
 use crate::objects::{self, meta_mut, meta_str};
-use crate::request::{Representation, RequestInfo};
-use crate::state::{AppState, Registry};
+use crate::request::Representation;
 use crate::status::{success_status, ApiError, ApiResult};
-
-/// Everything a resource handler needs about its request.
-pub struct Ctx {
-    /// Shared server state.
-    pub state: Arc<AppState>,
-    /// The classified request.
-    pub info: RequestInfo,
-    /// The addressed resource.
-    pub res: ResourceInfo,
-    /// The authenticated user.
-    pub user: UserInfo,
-    /// Requested response representation.
-    pub repr: Representation,
-    /// The CRD when the resource is custom.
-    pub crd: Option<Value>,
-}
-
-impl Ctx {
-    /// Attaches the CRD object of a custom resource.
-    pub fn with_crd(mut self, reg: &Registry) -> Self {
-        self.crd = reg.crd_for(&self.res).cloned();
-        self
-    }
-
-    /// Query parameter.
-    pub fn q(&self, k: &str) -> Option<&str> {
-        self.info.query.get(k).map(String::as_str)
-    }
-
-    /// dryRun=All requested.
-    pub fn dry_run(&self) -> bool {
-        self.q("dryRun").is_some_and(|v| v == "All")
-    }
-
-    /// The namespace of the request (None for cluster-scoped).
-    pub fn ns(&self) -> Option<&str> {
-        if self.res.namespaced {
-            self.info.namespace.as_deref()
-        } else {
-            None
-        }
-    }
-
-    /// The object name from the URL.
-    pub fn name(&self) -> &str {
-        self.info.name.as_deref().unwrap_or("")
-    }
-
-    /// Storage key of the addressed object.
-    pub fn key(&self) -> String {
-        self.res.key(self.ns(), self.name())
-    }
-
-    /// Field manager: `fieldManager` or the User-Agent's program name.
-    pub fn manager(&self, req_ua: Option<&str>, default: &str) -> String {
-        if let Some(m) = self.q("fieldManager").filter(|m| !m.is_empty()) {
-            return m.to_string();
-        }
-        req_ua
-            .and_then(|ua| ua.split('/').next())
-            .filter(|s| !s.is_empty())
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| default.to_string())
-    }
-
-    fn printer_columns(&self) -> Option<Vec<Value>> {
-        self.crd
-            .as_ref()
-            .and_then(|crd| rkube_apimachinery::crd::printer_columns(crd, &self.res.version))
-    }
-}
 
 /// Decodes a stored value, stamping its resourceVersion.
 pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
@@ -984,14 +910,16 @@ async fn create_inner(ctx: &Ctx, mut obj: Value, manager: Option<&str>) -> ApiRe
     ))
 }
 
+/// The status a new pod starts with: Pending, with its QoS class.
+fn pending_pod_status(pod: &Value) -> Value {
+    json!({"phase": "Pending", "qosClass": rkube_apimachinery::quota::qos_class(pod)})
+}
+
 /// Type-specific preparation on create (status reset, allocations).
 async fn prepare_create(ctx: &Ctx, obj: &mut Value, uid: &str) -> ApiResult<()> {
     let has_status_sub = ctx.res.has_subresource("status");
     match (ctx.res.group.as_str(), ctx.res.kind.as_str()) {
-        ("", "Pod") => {
-            obj["status"] =
-                json!({"phase": "Pending", "qosClass": rkube_apimachinery::quota::qos_class(obj)});
-        }
+        ("", "Pod") => obj["status"] = pending_pod_status(obj),
         ("", "Namespace") => {}
         ("", "Node") => {}
         ("", "Service") => crate::hooks::allocate_service(ctx, obj).await?,
@@ -1661,4 +1589,20 @@ async fn delete_collection(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
         StatusCode::OK,
         &json!({"kind": ctx.res.list_kind(), "apiVersion": ctx.res.api_version(), "metadata": {"resourceVersion": rv}, "items": deleted}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_pod_qos_compares_quantities() {
+        let pod = json!({"spec": {"containers": [{"name": "a", "resources": {
+            "requests": {"cpu": "1000m", "memory": "1Gi"},
+            "limits": {"cpu": "1", "memory": "1024Mi"}}}]}});
+        assert_eq!(
+            pending_pod_status(&pod),
+            json!({"phase": "Pending", "qosClass": "Guaranteed"})
+        );
+    }
 }

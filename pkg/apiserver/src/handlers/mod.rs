@@ -15,12 +15,13 @@ use crate::server::PeerCert;
 use crate::state::AppState;
 use crate::status::{ApiError, ApiResult};
 
+mod context;
 mod crud;
 pub mod proxy;
 mod subresources;
 mod watch;
 
-pub use crud::Ctx;
+pub use context::Ctx;
 
 /// Maximum request body size (3 MiB), as kube-apiserver.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;

@@ -7,7 +7,8 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::crud::{self, load, parse_body, render_one, write_update, Ctx};
+use super::context::Ctx;
+use super::crud::{self, load, parse_body, render_one, write_update};
 use super::{json_response, read_body};
 use crate::auth::{Attributes, Decision};
 use crate::objects::{self, meta_str};

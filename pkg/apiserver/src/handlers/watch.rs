@@ -13,7 +13,8 @@ use rkube_apimachinery::table;
 use rkube_store::EventKind;
 use serde_json::{json, Value};
 
-use super::crud::{decode, Ctx, ListFilter};
+use super::context::Ctx;
+use super::crud::{decode, ListFilter};
 use crate::request::Representation;
 use crate::status::{ApiError, ApiResult};
 

@@ -36,15 +36,13 @@ mod sandbox;
 mod terminating;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use tokio::sync::Notify;
 
-use crate::agent::Agent;
 use crate::backoff::BackOff;
+use crate::context::{Agent, Handle};
 use crate::probes::ContainerProbes;
 use crate::status::Waiting;
 
@@ -148,50 +146,6 @@ pub fn initial_state(pod: &Pod) -> State {
     }
 }
 
-/// The watch's side of a worker: the latest pod object and a wake-up.
-pub(crate) struct Handle {
-    pod: std::sync::Mutex<Pod>,
-    gone: AtomicBool,
-    stopped: AtomicBool,
-    wake: Notify,
-}
-
-impl Handle {
-    pub fn new(pod: Pod) -> Self {
-        Handle {
-            pod: std::sync::Mutex::new(pod),
-            gone: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            wake: Notify::new(),
-        }
-    }
-
-    /// A newer version of the pod.
-    pub fn update(&self, pod: Pod) {
-        *self.pod.lock().unwrap_or_else(|e| e.into_inner()) = pod;
-        self.wake.notify_one();
-    }
-
-    /// The pod object is gone from the API (its last version, if known).
-    pub fn set_gone(&self, last: Option<Pod>) {
-        if let Some(p) = last {
-            *self.pod.lock().unwrap_or_else(|e| e.into_inner()) = p;
-        }
-        self.gone.store(true, Ordering::SeqCst);
-        self.wake.notify_one();
-    }
-
-    /// The agent shuts down: stop without touching the containers.
-    pub fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
-        self.wake.notify_one();
-    }
-
-    fn pod(&self) -> Pod {
-        self.pod.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
 /// Probes of one running container, keyed by container name.
 pub(crate) struct Probes {
     pub container_id: String,
@@ -277,11 +231,11 @@ pub(crate) async fn run(agent: Arc<Agent>, uid: String, handle: Arc<Handle>) {
     tracing::debug!("{}: worker starts in {state:?}", w.key());
     let mut hops = 0;
     loop {
-        if handle.stopped.load(Ordering::SeqCst) {
+        if handle.is_stopped() {
             return;
         }
         w.pod = handle.pod();
-        w.gone = handle.gone.load(Ordering::SeqCst);
+        w.gone = handle.is_gone();
         if (w.gone || w.pod.metadata.deletion_timestamp.is_some())
             && !matches!(state, State::Terminating | State::Done)
         {
@@ -318,7 +272,7 @@ pub(crate) async fn run(agent: Arc<Agent>, uid: String, handle: Arc<Handle>) {
             common::sync_status(&mut w).await;
         }
         tokio::select! {
-            _ = handle.wake.notified() => {}
+            _ = handle.woken() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }

@@ -331,7 +331,7 @@ impl VolumeManager {
             mkdir(&dir, 0o777)?;
             if ed.medium.as_deref() == Some("Memory") {
                 let size = match &ed.size_limit {
-                    Some(q) => Some(crate::env::value(crate::env::parse_quantity(&q.0)?)),
+                    Some(q) => Some(crate::env::quantity(q)?.value()),
                     None => None,
                 };
                 mount_tmpfs(&dir, size)?;
