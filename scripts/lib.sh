@@ -43,7 +43,7 @@ MSG
 # Debian packages rkube uses: protoc to build the CRI bindings; the
 # container runtimes and their helpers; the standard CNI plugins; tools the
 # tests use to build and serve images.
-RKUBE_DEBIAN_PACKAGES="protobuf-compiler containerd runc crun conmon containernetworking-plugins iptables busybox-static skopeo umoci docker-registry ca-certificates"
+RKUBE_DEBIAN_PACKAGES="protobuf-compiler containerd runc crun conmon containernetworking-plugins iptables busybox-static skopeo umoci docker-registry docker.io ca-certificates"
 
 # Installs every missing package of RKUBE_DEBIAN_PACKAGES.
 need_packages() {
@@ -55,5 +55,9 @@ need_packages() {
     log "installing Debian packages: ${missing[*]}"
     apt_install "${missing[@]}" || die "could not install ${missing[*]}; install them with apt-get (as root) and run this script again"
     # docker-registry starts a system service on port 5000; the tests start their own.
-    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
+    # docker.io starts a system dockerd; rkube runs its own per profile.
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now docker-registry >/dev/null 2>&1 || true
+        systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
+    fi
 }

@@ -30,6 +30,9 @@ enum Command {
     Logs(commands::logs::Args),
     /// Print the rkube and Kubernetes versions
     Version,
+    /// Print the environment that points the docker CLI at a docker profile's
+    /// dockerd: eval $(rkube docker-env)
+    DockerEnv(commands::docker_env::Args),
     /// Load, list and remove images in a cluster's container runtime
     #[command(subcommand)]
     Image(commands::image::Command),
@@ -71,6 +74,7 @@ async fn main() -> ExitCode {
         Command::Logs(args) => commands::logs::run(args).await,
         Command::Version => commands::version::run(),
         Command::Image(cmd) => commands::image::run(cmd).await,
+        Command::DockerEnv(args) => commands::docker_env::run(args),
         Command::Profile(cmd) => commands::profile::run(cmd),
         Command::Daemon(args) => commands::daemon::run(args).await,
         Command::Bench(cmd) => commands::bench::run(cmd).await,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use rkube_cri::api as cri;
-use rkube_network::cni::{Attachment, PortMapping};
+use rkube_network::cni::Attachment;
 use rkube_runtime_spec as spec;
 
 use crate::service::Crio;
@@ -51,48 +51,7 @@ fn reserved_name(m: &cri::PodSandboxMetadata) -> String {
 
 impl Crio {
     pub(crate) fn attachment(&self, sb: &Sandbox, netns: PathBuf) -> Attachment {
-        let m = sb.metadata();
-        Attachment {
-            container_id: sb.id.clone(),
-            netns,
-            ifname: "eth0".into(),
-            pod_namespace: m.namespace,
-            pod_name: m.name,
-            pod_uid: m.uid,
-            port_mappings: sb
-                .config
-                .port_mappings
-                .iter()
-                .filter(|p| p.host_port > 0)
-                .map(|p| PortMapping {
-                    host_port: p.host_port as u16,
-                    container_port: p.container_port as u16,
-                    protocol: match p.protocol {
-                        1 => "udp",
-                        2 => "sctp",
-                        _ => "tcp",
-                    }
-                    .to_string(),
-                    host_ip: p.host_ip.clone(),
-                })
-                .collect(),
-        }
-    }
-
-    /// Cgroup path of the sandbox (its containers go below it).
-    fn sandbox_cgroup(&self, config: &cri::PodSandboxConfig, id: &str) -> String {
-        let parent = config
-            .linux
-            .as_ref()
-            .map(|l| l.cgroup_parent.trim_end_matches('/').to_string())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "/rkube".to_string());
-        let uid = config
-            .metadata
-            .as_ref()
-            .map(|m| m.uid.as_str())
-            .unwrap_or(id);
-        format!("{parent}/pod{}", uid.replace('-', "_"))
+        spec::cni_attachment(&sb.id, netns, &sb.config)
     }
 
     pub(crate) async fn run_sandbox(
@@ -140,7 +99,7 @@ impl Crio {
             ip: None,
             netns: None,
             pause_pid: 0,
-            cgroup_parent: self.sandbox_cgroup(&config, &id),
+            cgroup_parent: spec::sandbox_cgroup(&config, &id),
             host_network,
         };
         let sb = Arc::new(Sandbox::create(

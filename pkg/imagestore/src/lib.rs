@@ -16,8 +16,9 @@ mod store;
 mod unpack;
 
 pub use oci_spec::image::Config as ImageConfig;
+pub use pull::{endpoints, Endpoint};
 pub use pull::{Credentials, Puller, Registries};
-pub use reference::normalize;
+pub use reference::{normalize, parse as parse_reference, Name};
 pub use store::{Image, ImageStore, Usage};
 
 /// Errors of the image store. Messages say what went wrong and where.

@@ -49,13 +49,15 @@ pub struct Puller {
 
 /// One place to try: host and whether it speaks plain HTTP.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Endpoint {
+pub struct Endpoint {
+    /// Registry host (and port).
     pub host: String,
+    /// Whether it speaks plain HTTP.
     pub http: bool,
 }
 
 /// Where to pull `name` from, in order.
-pub(crate) fn endpoints(name: &Name, reg: &Registries) -> Vec<Endpoint> {
+pub fn endpoints(name: &Name, reg: &Registries) -> Vec<Endpoint> {
     let mut out = Vec::new();
     let mut mirror_only = false;
     for m in reg.mirrors.iter().filter(|m| m.host == name.registry) {

@@ -5,10 +5,14 @@ use crate::{Error, Result};
 
 /// Parsed name: registry host, repository path, tag and/or digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Name {
+pub struct Name {
+    /// Registry host, e.g. `docker.io`.
     pub registry: String,
+    /// Repository path, e.g. `library/busybox`.
     pub repository: String,
+    /// Tag, if any.
     pub tag: Option<String>,
+    /// Digest (`sha256:…`), if any.
     pub digest: Option<String>,
 }
 
@@ -42,7 +46,7 @@ fn bad(reference: &str, reason: &str) -> Error {
 
 /// Parses and normalizes a reference; a missing tag (without digest)
 /// becomes `latest`.
-pub(crate) fn parse(reference: &str) -> Result<Name> {
+pub fn parse(reference: &str) -> Result<Name> {
     let r = reference.trim();
     if r.is_empty() {
         return Err(bad(reference, "empty"));

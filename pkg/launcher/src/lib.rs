@@ -14,6 +14,7 @@ pub mod console;
 pub mod context;
 pub mod daemon;
 pub mod delete;
+pub mod docker_env;
 pub mod image;
 pub mod list;
 pub mod logs;

@@ -169,6 +169,10 @@ pub struct ProfileConfig {
     /// `*`, `name`, `-name`).
     #[serde(default = "default_controllers")]
     pub controllers: Vec<String>,
+    /// An existing dockerd (`--docker-host unix:///...`) for the docker
+    /// runtime instead of the profile's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_host: Option<String>,
 }
 
 fn default_controllers() -> Vec<String> {
@@ -198,6 +202,7 @@ impl ProfileConfig {
             registry_mirrors: Vec::new(),
             insecure_registries: Vec::new(),
             controllers: default_controllers(),
+            docker_host: None,
         }
     }
 
@@ -235,6 +240,9 @@ impl ProfileConfig {
         }
         if let Some(c) = &o.controllers {
             self.controllers = c.clone();
+        }
+        if let Some(h) = &o.docker_host {
+            self.docker_host = (!h.is_empty()).then(|| h.clone());
         }
     }
 
@@ -275,6 +283,8 @@ pub struct Overrides {
     pub insecure_registries: Option<Vec<String>>,
     /// `--controllers` (given at all: replaces the stored list).
     pub controllers: Option<Vec<String>>,
+    /// `--docker-host` / `DOCKER_HOST` ("" clears it).
+    pub docker_host: Option<String>,
 }
 
 /// The host name lowercased into a DNS-1123 label, or "rkube".
@@ -511,7 +521,12 @@ mod tests {
             registry_mirrors: Some(vec!["docker.io=http://127.0.0.1:5000,mirror-only".into()]),
             insecure_registries: None,
             controllers: Some(vec!["*".into(), "-cronjob".into()]),
+            docker_host: Some("unix:///run/other-docker.sock".into()),
         });
+        assert_eq!(
+            cfg.docker_host.as_deref(),
+            Some("unix:///run/other-docker.sock")
+        );
         assert_eq!(cfg.oci_runtime, "crun");
         assert_eq!(cfg.controllers, ["*", "-cronjob"]);
         assert!(cfg.mirrors().unwrap()[0].mirror_only);

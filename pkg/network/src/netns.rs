@@ -152,6 +152,35 @@ pub fn create(path: &Path) -> Result<()> {
     result
 }
 
+/// Pins the network namespace at `source` (e.g. `/proc/<pid>/ns/net` of
+/// a container another runtime created) at `path`, so it outlives the
+/// process; idempotent.
+pub fn pin(source: &Path, path: &Path) -> Result<()> {
+    if exists(path) {
+        return Ok(());
+    }
+    let dir = path.parent().ok_or_else(|| Error::Io {
+        action: "pin a network namespace at",
+        path: path.to_path_buf(),
+        source: std::io::Error::other("no parent directory"),
+    })?;
+    std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+    make_private(dir)?;
+    std::fs::File::create(path).map_err(Error::io("create", path))?;
+    let result = mount(
+        Some(source),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(sys("pin the network namespace at", path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
 /// Unpins and removes the namespace file; missing or unmounted is fine.
 pub fn remove(path: &Path) -> Result<()> {
     match umount2(path, MntFlags::MNT_DETACH) {

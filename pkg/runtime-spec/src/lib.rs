@@ -15,6 +15,7 @@ use rkube_cri::api as cri;
 use serde_json::{json, Value};
 
 mod files;
+mod sandbox;
 mod user;
 
 pub use files::{
@@ -23,6 +24,7 @@ pub use files::{
 };
 pub use oci_spec::image::Config as ImageConfig;
 pub use oci_spec::runtime::Spec;
+pub use sandbox::{cni_attachment, sandbox_cgroup};
 pub use user::{resolve_user, User};
 
 /// Errors building specs. Messages say what to fix.
@@ -206,7 +208,7 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 /// This host (and many others) forbid a negative oom_score_adj for
 /// containers: runc then fails with "can't get final child's PID from
 /// pipe: EOF". Clamp at 0.
-fn clamp_oom(v: i64) -> i64 {
+pub fn clamp_oom(v: i64) -> i64 {
     v.clamp(0, 1000)
 }
 

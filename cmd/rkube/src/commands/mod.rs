@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod daemon;
 pub mod delete;
+pub mod docker_env;
 pub mod image;
 pub mod logs;
 pub mod profile;

@@ -48,6 +48,10 @@ pub struct Args {
     /// `*` for all, `-name` to disable one, e.g. `*,-cronjob` [default: *, or the profile's]
     #[arg(long, value_delimiter = ',', value_parser = parse_controller)]
     controllers: Vec<String>,
+    /// With --container-runtime=docker: use this dockerd (unix:///path) instead of
+    /// starting the profile's own ("" to clear) [env: DOCKER_HOST when the runtime is docker]
+    #[arg(long)]
+    docker_host: Option<String>,
     /// Run in this process instead of in the background
     #[arg(long)]
     pub foreground: bool,
@@ -75,6 +79,7 @@ pub async fn run(a: Args) -> anyhow::Result<ExitCode> {
             insecure_registries: (!a.insecure_registries.is_empty())
                 .then_some(a.insecure_registries),
             controllers: (!a.controllers.is_empty()).then_some(a.controllers),
+            docker_host: a.docker_host,
         },
         foreground: a.foreground,
     })

@@ -7,8 +7,8 @@
 //!
 //! Implementations: the bundled cri-o runtime ([`crio`]), a profile's own
 //! containerd ([`containerd`]), a runtime already running behind
-//! `--cri-socket` ([`external`]) and the docker runtime, not available yet
-//! ([`docker`]).
+//! `--cri-socket` ([`external`]) and the docker runtime through rkube's
+//! dockershim ([`docker`]).
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +30,9 @@ pub enum Error {
     /// The bundled runtime failed.
     #[error(transparent)]
     Crio(#[from] rkube_crio::Error),
+    /// The dockershim or dockerd failed.
+    #[error(transparent)]
+    Docker(rkube_dockershim::Error),
     /// The bundled runtime's image store failed.
     #[error("cannot {action} {path}")]
     Images {
@@ -50,9 +53,6 @@ pub enum Error {
     /// The profile's settings cannot be used (e.g. a bad registry mirror).
     #[error("{0}")]
     Config(String),
-    /// The runtime is not available in this build.
-    #[error("the {0} container runtime is not available in this build yet; use --container-runtime=containerd or --cri-socket unix:///path/to/cri.sock")]
-    Unavailable(ContainerRuntime),
     /// The runtime does not support this operation.
     #[error("{0}")]
     Unsupported(&'static str),
@@ -142,7 +142,7 @@ pub fn for_profile(profile: &Profile, config: &ProfileConfig) -> Result<Box<dyn 
         ContainerRuntime::Containerd => {
             Box::new(containerd::Containerd::with_settings(profile, config)?)
         }
-        ContainerRuntime::Docker => Box::new(docker::Docker),
+        ContainerRuntime::Docker => Box::new(docker::Docker::new(profile, config)),
     })
 }
 
@@ -155,6 +155,9 @@ pub fn with_state(profile: &Profile, config: &ProfileConfig) -> Vec<Box<dyn Back
     }
     if crio::dir(profile).exists() {
         found.push(Box::new(crio::Crio::new(profile, config)));
+    }
+    if docker::dir(profile).exists() {
+        found.push(Box::new(docker::Docker::new(profile, config)));
     }
     found
 }
@@ -180,16 +183,18 @@ mod tests {
 
         cfg.cri_socket = None;
         cfg.container_runtime = ContainerRuntime::Docker;
+        assert_eq!(
+            for_profile(&p, &cfg).unwrap().cri_socket(),
+            p.dir().join("docker/dockershim.sock")
+        );
+        cfg.docker_host = Some("tcp://127.0.0.1:2375".into());
         let err = for_profile(&p, &cfg)
             .unwrap()
             .start()
             .await
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("the docker container runtime is not available in this build yet"),
-            "{err}"
-        );
+        assert!(err.contains("unix:///path/to/docker.sock"), "{err}");
     }
 
     #[test]
@@ -204,5 +209,7 @@ mod tests {
         assert_eq!(found[0].cri_socket(), p.dir().join("crio.sock"));
         std::fs::create_dir_all(containerd::dir(&p)).unwrap();
         assert_eq!(with_state(&p, &cfg).len(), 2);
+        std::fs::create_dir_all(docker::dir(&p)).unwrap();
+        assert_eq!(with_state(&p, &cfg).len(), 3);
     }
 }
