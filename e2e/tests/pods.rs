@@ -1,5 +1,6 @@
 //! Pods running for real on every runtime (containerd, the bundled cri-o
-//! on runc and on crun; the acceptance of issues 3 and 4): logs,
+//! on runc and on crun, docker through the dockershim; the acceptance of
+//! issues 3, 4 and 15): logs,
 //! exit codes, CrashLoopBackOff, exec, env and volumes from ConfigMaps and
 //! Secrets, probes, init containers, port-forward, cp, pod networking,
 //! graceful deletion, a burst of 20 pods and adoption after `kill -9`.
@@ -75,6 +76,11 @@ const RUNTIMES: &[Runtime] = &[
         label: "cri-o/crun",
         args: &["--container-runtime=cri-o", "--oci-runtime=crun"],
         scheme: "rkube-cri-o://",
+    },
+    Runtime {
+        label: "docker",
+        args: &["--container-runtime=docker"],
+        scheme: "docker://",
     },
 ];
 
@@ -956,9 +962,34 @@ fn kill9_keeps_running_containers(x: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Whether OCI runtime `handler` (runc or crun) holds the state of
+/// container `id`. The bundled cri-o keeps each handler's state under
+/// `<profile>/crio/oci/<handler>/<id>`; dockerd runs every runtime through
+/// containerd's runc shim with one state root, where only the runtime
+/// that made a container can read its state (`<handler> state <id>`).
+fn oci_state_exists(x: &Ctx, handler: &str, id: &str) -> bool {
+    let id = id.trim_start_matches(x.rt.scheme);
+    if x.rt.scheme == "docker://" {
+        let root = x.c.profile_dir().join("docker/run/runtime-runc/moby");
+        Command::new(handler)
+            .arg("--root")
+            .arg(&root)
+            .args(["state", id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    } else {
+        x.c.profile_dir()
+            .join("crio/oci")
+            .join(handler)
+            .join(id)
+            .exists()
+    }
+}
+
 /// A RuntimeClass `crun` (handler crun) runs its pod on crun while pods
-/// without one run on the default runc: each OCI runtime keeps the state
-/// of its containers under `<profile>/crio/oci/<handler>/<container id>`.
+/// without one run on the default runc.
 fn runtime_class_picks_crun(x: &mut Ctx) -> Result<()> {
     let mut p = pod(
         "on-crun",
@@ -975,26 +1006,60 @@ fn runtime_class_picks_crun(x: &mut Ctx) -> Result<()> {
     )?;
     let on_crun = x.c.wait_pod_ready("on-crun", START)?;
     let shell = x.c.wait_pod_ready("shell", START)?;
-    let oci = x.c.profile_dir().join("crio/oci");
     for (pod, p, handler, other) in [
         ("on-crun", &on_crun, "crun", "runc"),
         ("shell", &shell, "runc", "crun"),
     ] {
         let id = container_id(p, "main");
-        let id = id.trim_start_matches(x.rt.scheme);
-        check_pod(&x.c, pod, oci.join(handler).join(id).exists(), || {
-            format!(
-                "container {id} has no state under {}",
-                oci.join(handler).display()
-            )
+        check_pod(&x.c, pod, oci_state_exists(x, handler, &id), || {
+            format!("container {id} has no {handler} state")
         })?;
-        check_pod(&x.c, pod, !oci.join(other).join(id).exists(), || {
+        check_pod(&x.c, pod, !oci_state_exists(x, other, &id), || {
             format!("container {id} also runs under {other}")
         })?;
     }
     let out = exec(&x.c, "on-crun", &["echo", "hi from crun"])?;
     ensure!(out == "hi from crun\n", "exec on crun: {out:?}");
     kubectl(&x.c, &["delete", "pod", "on-crun", "--grace-period=1"])?;
+    Ok(())
+}
+
+/// `eval $(rkube docker-env)`, then `docker build` of an image FROM the
+/// loaded busybox against the profile's dockerd: a pod with
+/// imagePullPolicy Never runs it as built.
+fn docker_build_runs_in_pod(x: &mut Ctx) -> Result<()> {
+    let dir = TempDir::new()?;
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "FROM {IMAGE}\nRUN echo built-by-docker > /built.txt\n\
+             CMD [\"sh\", \"-c\", \"cat /built.txt; exec sleep 3600\"]\n"
+        ),
+    )?;
+    let bin = rkube_e2e::rkube_bin()?;
+    let script = format!(
+        "eval \"$('{}' docker-env --profile '{}')\" && \
+         DOCKER_BUILDKIT=0 docker build -q -t e2e.local/built:1 '{}'",
+        bin.display(),
+        x.c.name(),
+        dir.path().display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .env("RKUBE_HOME", x.c.home())
+        .env_remove("DOCKER_HOST")
+        .output()?;
+    ensure!(out.status.success(), "docker build: {}", describe(&out));
+    let mut c = json!({"name": "main", "image": "e2e.local/built:1",
+                       "imagePullPolicy": "Never"});
+    c["resources"] = json!({});
+    apply(&x.c, &[pod("built", json!({"containers": [c]}))])?;
+    x.c.wait_pod_ready("built", START)?;
+    let logs = kubectl(&x.c, &["logs", "built"])?;
+    check_pod(&x.c, "built", logs == "built-by-docker\n", || {
+        format!("kubectl logs built = {logs:?}")
+    })?;
+    kubectl(&x.c, &["delete", "pod", "built", "--grace-period=1"])?;
     Ok(())
 }
 
@@ -1133,8 +1198,10 @@ fn pull_with_pull_secret(x: &mut Ctx) -> Result<()> {
         wait_pull_failure(&x.c, "no-secret", &["ErrImagePull", "ImagePullBackOff"])?;
     ensure!(
         {
+            // Registries answer 401 Unauthorized; dockerd words it as
+            // "no basic auth credentials".
             let m = msg.to_lowercase();
-            m.contains("authorized") || m.contains("401")
+            m.contains("authorized") || m.contains("401") || m.contains("auth credentials")
         },
         "{reason} without a pull secret does not carry the registry's refusal: {msg:?}"
     );
@@ -1345,7 +1412,10 @@ fn run_scenarios(rt: &'static Runtime, reg: Result<Rc<Registries>, String>) -> V
             mirror_serves_docker_hub_image,
         ),
     );
-    if rt.scheme == "rkube-cri-o://" {
+    // The loopback-registry pulls run where rkube picks the endpoint (the
+    // bundled cri-o, and the dockershim in front of dockerd); containerd's
+    // own pulls are not exercised by these steps.
+    if rt.scheme == "rkube-cri-o://" || rt.scheme == "docker://" {
         let at = steps.len() - 2;
         for step in [
             ("loopback registry: pull by tag", pull_by_tag as Step),
@@ -1365,13 +1435,23 @@ fn run_scenarios(rt: &'static Runtime, reg: Result<Rc<Registries>, String>) -> V
             steps.insert(at, step);
         }
     }
-    if rt.label == "cri-o/runc" {
+    if rt.label == "cri-o/runc" || rt.label == "docker" {
         let at = steps.len() - 2; // before kill -9 and delete
         steps.insert(
             at,
             (
                 "RuntimeClass crun runs a pod on crun",
                 runtime_class_picks_crun,
+            ),
+        );
+    }
+    if rt.label == "docker" {
+        let at = steps.len() - 2;
+        steps.insert(
+            at,
+            (
+                "docker-env + docker build: the image runs in a pod",
+                docker_build_runs_in_pod,
             ),
         );
     }

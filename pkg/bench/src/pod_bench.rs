@@ -258,6 +258,7 @@ pub(crate) async fn cri_rounds(
 ) -> Result<(crate::Summary, crate::Summary, Duration)> {
     let sock = profile.home.path().join(match runtime {
         "cri-o" => "profiles/bench/crio.sock",
+        "docker" => "profiles/bench/docker/dockershim.sock",
         _ => "profiles/bench/containerd/containerd.sock",
     });
     let c = rkube_cri::connect(&sock).map_err(|e| Error::Config(e.to_string()))?;

@@ -1,5 +1,5 @@
 //! `rkube bench runtimes`: the backends side by side in one run. For each of
-//! cri-o with runc, cri-o with crun and containerd it starts a throw-away
+//! cri-o with runc, cri-o with crun, containerd and docker it starts a throw-away
 //! profile and measures pod startup (create → Running through rkube, and
 //! sandbox + container directly over CRI; 1 pod and a burst) and the idle
 //! memory of the runtime side with N pods running. `runc run` and `crun run`
@@ -25,7 +25,8 @@ pub struct RuntimeBenchOptions {
     pub singles: usize,
     /// Pods kept running while idle memory is measured.
     pub idle_pods: usize,
-    /// Backends to measure, as `cri-o/runc`, `cri-o/crun`, `containerd`.
+    /// Backends to measure, as `cri-o/runc`, `cri-o/crun`, `containerd`,
+    /// `docker`.
     pub runtimes: Vec<String>,
 }
 
@@ -40,8 +41,9 @@ struct Figures {
     cri_burst: Summary,
     /// PSS/RSS (MiB) of the rkube daemon with the idle pods running.
     daemon: Mem,
-    /// PSS/RSS (MiB) of the runtime's own processes (conmons, or
-    /// containerd and its shims) and how many there are.
+    /// PSS/RSS (MiB) of the runtime's own processes (conmons; containerd
+    /// and its shims; dockerd, its containerd and shims) and how many there
+    /// are.
     runtime_procs: Mem,
     runtime_count: usize,
 }
@@ -117,14 +119,24 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// What the runtime's own processes are called in the memory table.
+fn procs_label(label: &str) -> &'static str {
+    match label {
+        "containerd" => "containerd + shims",
+        "docker" => "dockerd + containerd + shims",
+        _ => "conmons",
+    }
+}
+
 /// `(container-runtime, oci-runtime)` of a label such as `cri-o/crun`.
 fn parse_label(label: &str) -> Result<(&str, Option<&str>)> {
     match label.split_once('/') {
         Some(("cri-o", oci @ ("runc" | "crun"))) => Ok(("cri-o", Some(oci))),
         None if label == "cri-o" => Ok(("cri-o", Some("runc"))),
         None if label == "containerd" => Ok(("containerd", None)),
+        None if label == "docker" => Ok(("docker", None)),
         _ => Err(Error::Config(format!(
-            "unknown runtime {label:?}; use cri-o/runc, cri-o/crun or containerd"
+            "unknown runtime {label:?}; use cri-o/runc, cri-o/crun, containerd or docker"
         ))),
     }
 }
@@ -185,6 +197,7 @@ async fn measure(opts: &RuntimeBenchOptions, label: &str) -> Result<Figures> {
     let daemon = profile.pid().and_then(mem_of).unwrap_or_default();
     let names: &[&str] = match runtime {
         "cri-o" => &["conmon"],
+        "docker" => &["dockerd", "containerd", "containerd-shim-runc-v2"],
         _ => &["containerd", "containerd-shim", "containerd-shim-runc-v2"],
     };
     let pids = procs_named(names, &marker);
@@ -377,11 +390,7 @@ pub async fn run_runtimes(opts: RuntimeBenchOptions) -> Result<Vec<String>> {
         opts.idle_pods
     ));
     for f in &all {
-        let procs = if f.label == "containerd" {
-            "containerd + shims"
-        } else {
-            "conmons"
-        };
+        let procs = procs_label(&f.label);
         out(format!(
             "{:<12} rkube daemon {:>6.1} / {:>6.1}   {procs} ({}) {:>6.1} / {:>6.1}   total {:>6.1} / {:>6.1}",
             f.label,
@@ -396,14 +405,16 @@ pub async fn run_runtimes(opts: RuntimeBenchOptions) -> Result<Vec<String>> {
     }
     if let Some(base) = containerd {
         for f in all.iter().filter(|f| f.label != "containerd") {
-            // The bundled CRI server lives in the rkube daemon: its share is
-            // what the daemon holds beyond the same daemon on containerd.
+            // The bundled CRI server and the dockershim live in the rkube
+            // daemon: their share is what the daemon holds beyond the same
+            // daemon on containerd.
             let server = f.daemon - base.daemon;
             let side = server + f.runtime_procs;
             out(format!(
-                "runtime side, PSS: {} = CRI server in the daemon {:.1} + conmons {:.1} = {:.1} MiB; containerd + shims = {:.1} MiB ({:.2}x)",
+                "runtime side, PSS: {} = CRI server in the daemon {:.1} + {} {:.1} = {:.1} MiB; containerd + shims = {:.1} MiB ({:.2}x)",
                 f.label,
                 server.pss,
+                procs_label(&f.label),
                 f.runtime_procs.pss,
                 side.pss,
                 base.runtime_procs.pss,
@@ -423,6 +434,7 @@ mod tests {
         assert_eq!(parse_label("cri-o/crun").unwrap(), ("cri-o", Some("crun")));
         assert_eq!(parse_label("cri-o").unwrap(), ("cri-o", Some("runc")));
         assert_eq!(parse_label("containerd").unwrap(), ("containerd", None));
+        assert_eq!(parse_label("docker").unwrap(), ("docker", None));
         assert!(parse_label("docker/runc").is_err());
     }
 

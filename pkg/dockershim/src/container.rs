@@ -240,7 +240,7 @@ impl Shim {
             },
             exit_code: exit_code as i32,
             image: config.image.clone(),
-            image_ref: image_id.clone(),
+            image_ref: crate::images::status_ref(&self.docker, &image_id).await,
             reason,
             message,
             labels: config.labels.clone(),

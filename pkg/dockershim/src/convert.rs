@@ -441,7 +441,10 @@ mod tests {
         });
         assert_eq!((b.entrypoint, b.cmd), (None, None));
         let h = b.host_config.unwrap();
-        assert_eq!(h.pid_mode, None, "own PID namespace by default");
+        // CRI's zero NamespaceMode is POD: without namespace options the
+        // container shares the sandbox's PID namespace (kubelet asks for
+        // CONTAINER when the pod does not share its process namespace).
+        assert_eq!(h.pid_mode.as_deref(), Some("container:sb1"));
         assert_eq!(h.memory, None);
     }
 }

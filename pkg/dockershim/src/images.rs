@@ -165,6 +165,20 @@ impl Shim {
     }
 }
 
+/// The image reference a container status reports, as kubelet's dockershim
+/// did: `docker-pullable://<repo>@<digest>` when the image came from a
+/// registry (so the manifest digest is visible), else `docker://<image id>`.
+pub(crate) async fn status_ref(docker: &bollard::Docker, image_id: &str) -> String {
+    let digests = match docker.inspect_image(image_id).await {
+        Ok(i) => i.repo_digests.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    match digests.first() {
+        Some(d) => format!("docker-pullable://{d}"),
+        None => format!("docker://{image_id}"),
+    }
+}
+
 /// Loads an image archive (docker-archive, as `docker save` writes and
 /// rkube's own archives are) into dockerd; returns the names loaded.
 pub async fn load(docker: &bollard::Docker, archive: &std::path::Path) -> Result<Vec<String>> {

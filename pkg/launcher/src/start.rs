@@ -12,7 +12,7 @@ use crate::console::{Console, Reporter};
 use crate::logs::tail_lines;
 use crate::pipeline::{self, server_url, Context, Step};
 use crate::probe::Prober;
-use crate::profile::{self, Datastore, Overrides, Profile, ProfileConfig};
+use crate::profile::{self, ContainerRuntime, Datastore, Overrides, Profile, ProfileConfig};
 use crate::timing::format_duration;
 use crate::{daemon, Error, Result, VERSION};
 
@@ -49,6 +49,15 @@ pub struct StartOptions {
 pub fn resolve(existing: Option<ProfileConfig>, overrides: &Overrides) -> Result<ProfileConfig> {
     let mut cfg = existing.unwrap_or_else(ProfileConfig::new_default);
     cfg.apply(overrides);
+    // A docker profile without a recorded dockerd takes DOCKER_HOST once,
+    // at this start; stop and delete then use what the profile recorded,
+    // whatever the shell they run in says.
+    if cfg.container_runtime == ContainerRuntime::Docker
+        && cfg.docker_host.is_none()
+        && overrides.docker_host.is_none()
+    {
+        cfg.docker_host = crate::backend::docker::docker_host_from_env();
+    }
     if cfg.datastore == Datastore::Etcd {
         return Err(Error::EtcdUnavailable);
     }

@@ -50,7 +50,7 @@ pub struct RuntimesArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cri-o/runc,cri-o/crun,containerd"
+        default_value = "cri-o/runc,cri-o/crun,containerd,docker"
     )]
     pub runtimes: Vec<String>,
 }

@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', value_parser = parse_controller)]
     controllers: Vec<String>,
     /// With --container-runtime=docker: use this dockerd (unix:///path) instead of
-    /// starting the profile's own ("" to clear) [env: DOCKER_HOST when the runtime is docker]
+    /// starting the profile's own ("" to clear) [default: DOCKER_HOST, unless set by rkube docker-env]
     #[arg(long)]
     docker_host: Option<String>,
     /// Run in this process instead of in the background

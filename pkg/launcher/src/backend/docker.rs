@@ -15,6 +15,16 @@ use rkube_runtime::ImageSummary;
 use super::{Backend, Error, Result};
 use crate::profile::{Profile, ProfileConfig};
 
+/// `DOCKER_HOST` as the dockerd a docker profile should use, unless it was
+/// set by `rkube docker-env` (which also sets `RKUBE_ACTIVE_DOCKERD`): then
+/// it names a profile's own dockerd, not one the user runs.
+pub fn docker_host_from_env() -> Option<String> {
+    if std::env::var_os("RKUBE_ACTIVE_DOCKERD").is_some() {
+        return None;
+    }
+    std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty())
+}
+
 /// How long serving gets to wind down when the daemon stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -49,15 +59,11 @@ impl Docker {
         }
     }
 
-    /// The dockerd socket given by `--docker-host` or `DOCKER_HOST`, unless
-    /// it is the profile's own.
+    /// The dockerd socket recorded in the profile (`--docker-host`, or
+    /// `DOCKER_HOST` at the `rkube start` that chose docker), unless it is
+    /// the profile's own.
     fn external_socket(&self) -> Result<Option<PathBuf>> {
-        let given = self
-            .config
-            .docker_host
-            .clone()
-            .or_else(|| std::env::var("DOCKER_HOST").ok())
-            .filter(|h| !h.is_empty());
+        let given = self.config.docker_host.clone().filter(|h| !h.is_empty());
         let Some(host) = given else {
             return Ok(None);
         };
