@@ -113,13 +113,10 @@ pub fn write_httpd_archive(out: &Path, reference: &str, busybox: &Path) -> Resul
     )
 }
 
-fn write_busybox_with(
-    out: &Path,
-    reference: &str,
-    busybox: &Path,
-    extra: &[LayerEntry],
-    cmd: Vec<String>,
-) -> Result<ImageInfo> {
+/// The files of the busybox image: `/bin/busybox` from `busybox`, its
+/// applet symlinks, /etc/passwd and /etc/group, /tmp, /root, /var/www.
+/// Other images (test helpers) start from these.
+pub fn busybox_entries(busybox: &Path) -> Result<Vec<LayerEntry>> {
     let binary = std::fs::read(busybox).map_err(Error::io("read busybox", busybox))?;
     let mut files = vec![
         LayerEntry::file("bin/busybox", 0o755, binary),
@@ -136,14 +133,29 @@ fn write_busybox_with(
             .iter()
             .map(|a| LayerEntry::symlink(format!("bin/{a}"), "busybox")),
     );
-    files.extend(extra.iter().cloned());
-    let config = ImageConfigSpec {
+    Ok(files)
+}
+
+/// The image config of busybox-based images: the usual PATH and `cmd`.
+pub fn busybox_config(cmd: Vec<String>) -> ImageConfigSpec {
+    ImageConfigSpec {
         env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
         cmd: Some(cmd),
         created_by: Some("rkube busybox test image".into()),
         ..Default::default()
-    };
-    write_image_archive(out, reference, &files, &config)
+    }
+}
+
+fn write_busybox_with(
+    out: &Path,
+    reference: &str,
+    busybox: &Path,
+    extra: &[LayerEntry],
+    cmd: Vec<String>,
+) -> Result<ImageInfo> {
+    let mut files = busybox_entries(busybox)?;
+    files.extend(extra.iter().cloned());
+    write_image_archive(out, reference, &files, &busybox_config(cmd))
 }
 
 #[cfg(test)]

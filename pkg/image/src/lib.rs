@@ -9,6 +9,7 @@
 //!
 //! - [`pause_binary`], [`write_pause_archive`]: the sandbox image.
 //! - [`write_busybox_archive`]: a test image from Debian's static busybox.
+//! - [`busybox_entries`], [`busybox_config`]: its files and config, for images built on it.
 //! - [`write_httpd_archive`]: the same image serving /var/www with httpd (an nginx stand-in).
 //! - [`write_image_archive`]: any single-layer image from [`LayerEntry`]s.
 //! - [`read_archive_refs`]: which references an archive (or layout dir) holds.
@@ -21,7 +22,9 @@ mod reference;
 mod spec;
 
 pub use archive::{read_archive_refs, write_image_archive, ImageConfigSpec, ImageInfo};
-pub use busybox::{write_busybox_archive, write_httpd_archive, BUSYBOX_APPLETS};
+pub use busybox::{
+    busybox_config, busybox_entries, write_busybox_archive, write_httpd_archive, BUSYBOX_APPLETS,
+};
 pub use layer::{LayerEntry, FIXED_MTIME};
 pub use pause::{pause_binary, write_pause_archive, PAUSE_IMAGE, PAUSE_VERSION};
 pub use reference::{normalize_reference, reference_tag};
