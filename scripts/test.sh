@@ -38,7 +38,7 @@ step() {
 
 step fmt 5 cargo fmt --all --check
 step clippy 25 cargo clippy --workspace --all-targets -- -D warnings
-step build 25 cargo build -p rkube
+step build 25 cargo build -p rkube -p rkube-testhelper
 
 target_dir=$(cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 export RKUBE_BIN="${target_dir:-target}/debug/rkube"

@@ -197,7 +197,12 @@ async fn measure(opts: &RuntimeBenchOptions, label: &str) -> Result<Figures> {
     let daemon = profile.pid().and_then(mem_of).unwrap_or_default();
     let names: &[&str] = match runtime {
         "cri-o" => &["conmon"],
-        "docker" => &["dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2"],
+        "docker" => &[
+            "dockerd",
+            "containerd",
+            "containerd-shim",
+            "containerd-shim-runc-v2",
+        ],
         _ => &["containerd", "containerd-shim", "containerd-shim-runc-v2"],
     };
     let pids = procs_named(names, &marker);
