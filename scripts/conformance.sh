@@ -49,8 +49,11 @@ for rt in "${runtimes[@]}"; do
     out="$work/${rt//\//-}.json"
     log "$rt: running the suite (--parallel $parallel)"
     start=$SECONDS
+    # No cluster DNS yet (issue 12): ClusterFirst pods fall back to the
+    # host's resolver, so the tests that look up cluster names are skipped
+    # rather than sending those names off the machine.
     "$bin/rkube-conformance" run --kubeconfig "$KUBECONFIG" --parallel "$parallel" \
-        --json "$out" "${extra[@]}" | tail -n 40 || true
+        --skip '\[sig-network\] DNS |Guestbook application' --json "$out" "${extra[@]}" | tail -n 40 || true
     log "$rt: suite took $((SECONDS - start))s"
     "$bin/rkube" delete --profile conformance >/dev/null || true
     unset RKUBE_HOME KUBECONFIG

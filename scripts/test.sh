@@ -47,7 +47,7 @@ log "e2e tests use RKUBE_BIN=$RKUBE_BIN"
 # Tests must not touch the user's clusters: the e2e harness gives every
 # cluster its own RKUBE_HOME and KUBECONFIG; keep stray settings out.
 unset RKUBE_PROFILE RKUBE_HOME
-step test 30 bash -c 'set -o pipefail; cargo test --workspace --no-fail-fast 2>&1 | tee "$0"' "$log_dir/test.log"
+step test 40 bash -c 'set -o pipefail; cargo test --workspace --no-fail-fast 2>&1 | tee "$0"' "$log_dir/test.log"
 
 passed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed;?$/) s += $i } END { print s + 0 }' "$log_dir/test.log" 2>/dev/null || echo 0)
 failed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed;?$/) s += $i } END { print s + 0 }' "$log_dir/test.log" 2>/dev/null || echo 0)

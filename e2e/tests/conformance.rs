@@ -1,6 +1,6 @@
 //! The conformance-lite suite (issue 14) on the default runtime: one rkube
 //! cluster with a node, the test images loaded, every lite test run with
-//! `--parallel 4`. Fails if a test listed in `e2e/conformance/passing.txt`
+//! `--parallel 8`. Fails if a test listed in `e2e/conformance/passing.txt`
 //! does not pass; prints the passing tests the list does not name yet (add
 //! them once they have passed three runs in a row).
 
@@ -58,9 +58,14 @@ fn conformance_lite_on_the_default_runtime() {
             context: None,
             pod_start: Duration::from_secs(120),
         };
+        // Until cluster DNS exists (issue 12), pods with dnsPolicy
+        // ClusterFirst fall back to the host's resolver: tests that look up
+        // cluster names would send them off this machine, so they are left
+        // out here (they are not on the passing list either).
         let opts = runner::Options {
-            parallel: 4,
-            timeout: Duration::from_secs(240),
+            skip: Some(regex::Regex::new(r"\[sig-network\] DNS |Guestbook application").unwrap()),
+            parallel: 8,
+            timeout: Duration::from_secs(360),
             ..Default::default()
         };
         anyhow::Ok(runner::run(client, env, &opts).await)

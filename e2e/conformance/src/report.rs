@@ -221,7 +221,10 @@ fn cell(o: Option<&Outcome>) -> String {
 pub fn markdown(runs: &[(String, Vec<Outcome>)], header: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{header}\n");
-    let _ = writeln!(s, "## Totals per bucket (passed / run of the lite set)\n");
+    let _ = writeln!(
+        s,
+        "## Totals per bucket (passed / tests, skipped ones left out)\n"
+    );
     let _ = write!(s, "| bucket |");
     for (l, _) in runs {
         let _ = write!(s, " {l} |");

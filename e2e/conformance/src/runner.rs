@@ -86,12 +86,12 @@ fn matches(re: &Regex, e: &Entry) -> bool {
     re.is_match(&e.testname) || re.is_match(&e.codename)
 }
 
-/// The inventory entries `opts` selects (filtered by focus/skip only).
+/// The inventory entries `opts` focuses on (tests `--skip` names stay in,
+/// reported as skipped).
 pub fn selected(opts: &Options) -> Vec<&'static Entry> {
     inventory::all()
         .iter()
         .filter(|e| opts.focus.as_ref().is_none_or(|re| matches(re, e)))
-        .filter(|e| !opts.skip.as_ref().is_some_and(|re| matches(re, e)))
         .collect()
 }
 
@@ -224,6 +224,9 @@ pub async fn run(client: Client, env: Env, opts: &Options) -> Vec<Outcome> {
             .or_else(|| tests.get(e.testname.as_str()))
             .copied();
         match t {
+            _ if opts.skip.as_ref().is_some_and(|re| matches(re, e)) => {
+                results[i] = Some(outcome(e, Status::Skipped, 0.0, "--skip".into()))
+            }
             _ if !e.one_node => {
                 results[i] = Some(outcome(
                     e,
