@@ -86,6 +86,9 @@ struct RunArgs {
     /// Also run [Serial] and [Disruptive] tests, one at a time, at the end
     #[arg(long)]
     include_serial: bool,
+    /// Runs a failing test gets in all; a later pass is reported as flaky
+    #[arg(long, default_value_t = 1)]
+    flake_attempts: usize,
     /// Registry/prefix the test images were loaded or pushed under
     #[arg(long, default_value = images::DEFAULT_PREFIX)]
     image_registry: String,
@@ -131,6 +134,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs(a.timeout),
         include_serial: a.include_serial,
         progress: true,
+        flake_attempts: a.flake_attempts,
     };
     let started = std::time::Instant::now();
     let results = runner::run(client, env, &opts).await;

@@ -25,7 +25,7 @@ pub fn progress(n: usize, total: usize, o: &Outcome) {
             o.seconds,
             o.codename
         );
-        if o.status == Status::Failed {
+        if o.status == Status::Failed || !o.reason.is_empty() {
             eprintln!("         {}", o.reason);
         }
     }
@@ -121,7 +121,21 @@ pub fn summary(results: &[Outcome]) -> String {
             let _ = writeln!(s, "- {}\n    {}", o.codename, o.reason);
         }
     }
+    let flaky: Vec<&Outcome> = flaky(results).collect();
+    if !flaky.is_empty() {
+        let _ = writeln!(s, "flaky tests (passed on a later attempt):");
+        for o in flaky {
+            let _ = writeln!(s, "- {}\n    {}", o.codename, o.reason);
+        }
+    }
     s
+}
+
+/// Tests that passed only on a later attempt.
+pub fn flaky(results: &[Outcome]) -> impl Iterator<Item = &Outcome> {
+    results
+        .iter()
+        .filter(|o| o.status == Status::Passed && o.reason.starts_with("flaky:"))
 }
 
 fn xml_escape(s: &str) -> String {
@@ -208,6 +222,7 @@ fn cell(o: Option<&Outcome>) -> String {
     match o {
         None => "-".into(),
         Some(o) => match o.status {
+            Status::Passed if o.reason.starts_with("flaky:") => "pass (flaky)".into(),
             Status::Passed => "pass".into(),
             Status::Skipped => "skipped".into(),
             Status::NotImplemented => "not implemented".into(),

@@ -67,6 +67,10 @@ pub struct Options {
     pub include_serial: bool,
     /// Print a line per finished test.
     pub progress: bool,
+    /// Runs a failed test gets in all (ginkgo's `--flake-attempts`); a test
+    /// that fails and then passes is reported as passed with a `flaky:`
+    /// reason naming the first failure, so flakes stay visible.
+    pub flake_attempts: usize,
 }
 
 impl Default for Options {
@@ -78,6 +82,7 @@ impl Default for Options {
             timeout: Duration::from_secs(300),
             include_serial: false,
             progress: true,
+            flake_attempts: 1,
         }
     }
 }
@@ -152,6 +157,32 @@ fn slug(e: &Entry) -> String {
     let mut out = s.join("-");
     out.truncate(30);
     out.trim_end_matches('-').to_string()
+}
+
+/// Runs one test up to `attempts` times, until it passes.
+async fn run_attempts(
+    client: Client,
+    env: Arc<Env>,
+    e: &'static Entry,
+    t: Test,
+    timeout: Duration,
+    attempts: usize,
+) -> Outcome {
+    let start = Instant::now();
+    let mut first_failure: Option<String> = None;
+    let mut o = run_one(client.clone(), env.clone(), e, t, timeout).await;
+    for _ in 1..attempts.max(1) {
+        if o.status != Status::Failed {
+            break;
+        }
+        first_failure.get_or_insert_with(|| o.reason.clone());
+        o = run_one(client.clone(), env.clone(), e, t, timeout).await;
+    }
+    if let (Status::Passed, Some(why)) = (o.status, first_failure) {
+        o.reason = first_line(&format!("flaky: an earlier attempt failed: {why}"), 300);
+    }
+    o.seconds = start.elapsed().as_secs_f64();
+    o
 }
 
 async fn run_one(
@@ -264,8 +295,9 @@ pub async fn run(client: Client, env: Env, opts: &Options) -> Vec<Outcome> {
     for (i, e, t) in parallel {
         let permit = sem.clone().acquire_owned().await.expect("semaphore open");
         let (client, env, timeout) = (client.clone(), env.clone(), opts.timeout);
+        let attempts = opts.flake_attempts;
         set.spawn(async move {
-            let o = run_one(client, env, e, t, timeout).await;
+            let o = run_attempts(client, env, e, t, timeout, attempts).await;
             drop(permit);
             (i, o)
         });
@@ -281,7 +313,15 @@ pub async fn run(client: Client, env: Env, opts: &Options) -> Vec<Outcome> {
         }
     }
     for (i, e, t) in serial {
-        let o = run_one(client.clone(), env.clone(), e, t, opts.timeout).await;
+        let o = run_attempts(
+            client.clone(),
+            env.clone(),
+            e,
+            t,
+            opts.timeout,
+            opts.flake_attempts,
+        )
+        .await;
         report(&o);
         results[i] = Some(o);
     }

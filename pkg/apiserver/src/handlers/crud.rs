@@ -1404,13 +1404,43 @@ async fn delete(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
 }
 
 /// Deletes one loaded object per the options. Returns the HTTP code (200
-/// deleted, 202 accepted and pending) and the object.
+/// deleted, 202 accepted and pending) and the object. A write that races
+/// another writer (a controller updating status) is retried on the fresh
+/// object, as kube-apiserver's guaranteed update does; the caller's own
+/// preconditions are checked again each time.
 pub async fn delete_one(
+    ctx: &Ctx,
+    mut kv: KeyValue,
+    mut obj: Value,
+    opts: &DeleteOpts,
+) -> ApiResult<(StatusCode, Option<Value>)> {
+    const ATTEMPTS: usize = 8;
+    for _ in 1..ATTEMPTS {
+        if let Some(done) = delete_attempt(ctx, kv.clone(), obj.clone(), opts).await? {
+            return Ok(done);
+        }
+        let name = objects::name(&obj).to_string();
+        kv = ctx
+            .state
+            .store
+            .get(&kv.key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(&ctx.res, &name))?;
+        obj = decode(&kv)?;
+    }
+    let name = objects::name(&obj).to_string();
+    delete_attempt(ctx, kv, obj, opts)
+        .await?
+        .ok_or_else(|| ApiError::modified(&ctx.res, &name))
+}
+
+/// One try of [`delete_one`]; `None` when the store saw a newer revision.
+async fn delete_attempt(
     ctx: &Ctx,
     kv: KeyValue,
     mut obj: Value,
     opts: &DeleteOpts,
-) -> ApiResult<(StatusCode, Option<Value>)> {
+) -> ApiResult<Option<(StatusCode, Option<Value>)>> {
     let name = objects::name(&obj).to_string();
     if is_namespace(ctx) && IMMORTAL_NAMESPACES.contains(&name.as_str()) {
         let mut err = ApiError::forbidden(format!(
@@ -1480,7 +1510,7 @@ pub async fn delete_one(
         0
     };
     if ctx.dry_run() || opts.dry_run {
-        return Ok((StatusCode::OK, Some(obj)));
+        return Ok(Some((StatusCode::OK, Some(obj))));
     }
     if is_ns && already && has_spec_finalizers(&obj) {
         return Err(ApiError::conflict(
@@ -1494,9 +1524,7 @@ pub async fn delete_one(
     if finalizers.is_empty() && grace == 0 && !is_ns {
         let kv = match ctx.state.store.delete(&kv.key, Some(kv.mod_revision)).await {
             Ok(kv) => kv,
-            Err(rkube_store::Error::Conflict { .. }) => {
-                return Err(ApiError::modified(&ctx.res, &name))
-            }
+            Err(rkube_store::Error::Conflict { .. }) => return Ok(None),
             Err(rkube_store::Error::NotFound(_)) => {
                 return Err(ApiError::not_found(&ctx.res, &name))
             }
@@ -1504,7 +1532,7 @@ pub async fn delete_one(
         };
         objects::set_rv(&mut obj, kv.mod_revision);
         crate::hooks::after_delete(ctx, &obj).await;
-        return Ok((StatusCode::OK, Some(obj)));
+        return Ok(Some((StatusCode::OK, Some(obj))));
     }
     // Pending deletion: mark it and let finalizers / the node agent finish.
     {
@@ -1536,34 +1564,31 @@ pub async fn delete_one(
         obj["status"]["phase"] = json!("Terminating");
     }
     if is_pod && grace == 0 && finalizers.is_empty() {
-        let kv = ctx
-            .state
-            .store
-            .delete(&kv.key, Some(kv.mod_revision))
-            .await
-            .map_err(|e| match e {
-                rkube_store::Error::Conflict { .. } => ApiError::modified(&ctx.res, &name),
-                other => other.into(),
-            })?;
+        let kv = match ctx.state.store.delete(&kv.key, Some(kv.mod_revision)).await {
+            Ok(kv) => kv,
+            Err(rkube_store::Error::Conflict { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         objects::set_rv(&mut obj, kv.mod_revision);
-        return Ok((StatusCode::OK, Some(obj)));
+        return Ok(Some((StatusCode::OK, Some(obj))));
     }
-    let new_kv = ctx
+    let new_kv = match ctx
         .state
         .store
         .update(&kv.key, encode(&obj), Some(kv.mod_revision))
         .await
-        .map_err(|e| match e {
-            rkube_store::Error::Conflict { .. } => ApiError::modified(&ctx.res, &name),
-            other => other.into(),
-        })?;
+    {
+        Ok(kv) => kv,
+        Err(rkube_store::Error::Conflict { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     objects::set_rv(&mut obj, new_kv.mod_revision);
     if is_ns {
         // The namespace controller empties it and calls namespaces/finalize;
         // kube-apiserver answers 200 with the terminating namespace.
-        return Ok((StatusCode::OK, Some(obj)));
+        return Ok(Some((StatusCode::OK, Some(obj))));
     }
-    Ok((StatusCode::ACCEPTED, Some(obj)))
+    Ok(Some((StatusCode::ACCEPTED, Some(obj))))
 }
 
 async fn delete_collection(ctx: &Ctx, body: &[u8]) -> ApiResult<Response> {
