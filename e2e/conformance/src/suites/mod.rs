@@ -8,6 +8,8 @@ pub mod ctrl;
 pub mod kubectl;
 pub mod net;
 pub mod pods;
+pub mod serial;
+pub mod services;
 pub mod storage;
 pub mod svc;
 pub mod webhook;
@@ -21,6 +23,8 @@ pub fn all() -> Vec<Test> {
     v.extend(kubectl::tests());
     v.extend(net::tests());
     v.extend(pods::tests());
+    v.extend(serial::tests());
+    v.extend(services::tests());
     v.extend(storage::tests());
     v.extend(svc::tests());
     v.extend(webhook::tests());
