@@ -119,6 +119,10 @@ fn info<K: Resource + 'static>(
 /// Every built-in resource rkube serves.
 pub fn builtin_resources() -> Vec<ResourceInfo> {
     use k8s_openapi::api::{
+        admissionregistration::v1 as adm, certificates::v1 as certs, flowcontrol::v1 as flow,
+        networking::v1 as net,
+    };
+    use k8s_openapi::api::{
         apps::v1 as apps, batch::v1 as batch, coordination::v1 as coord, core::v1 as core,
         discovery::v1 as disc, events::v1 as ev, node::v1 as node, policy::v1 as policy,
         rbac::v1 as rbac, scheduling::v1 as sched, storage::v1 as storage,
@@ -147,7 +151,7 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             ],
             a,
         ),
-        info::<core::Service>(&["svc"], &["all"], &["status", "proxy"], no_collection),
+        info::<core::Service>(&["svc"], &["all"], &["status", "proxy"], a),
         info::<core::Endpoints>(&["ep"], &[], &[], a),
         info::<core::ConfigMap>(&["cm"], &[], &[], a),
         info::<core::Secret>(&[], &[], &[], a),
@@ -194,7 +198,25 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             &["status"],
             a,
         ),
+        info::<adm::MutatingWebhookConfiguration>(&[], &["api-extensions"], &[], a),
+        info::<adm::ValidatingWebhookConfiguration>(&[], &["api-extensions"], &[], a),
+        info::<adm::ValidatingAdmissionPolicy>(&[], &["api-extensions"], &["status"], a),
+        info::<adm::ValidatingAdmissionPolicyBinding>(&[], &["api-extensions"], &[], a),
+        info::<flow::FlowSchema>(&[], &[], &["status"], a),
+        info::<flow::PriorityLevelConfiguration>(&[], &[], &["status"], a),
+        info::<certs::CertificateSigningRequest>(&["csr"], &[], &["status", "approval"], a),
+        info::<net::Ingress>(&["ing"], &[], &["status"], a),
+        info::<net::IngressClass>(&[], &[], &[], a),
+        info::<net::ServiceCIDR>(&[], &[], &["status"], a),
+        info::<net::IPAddress>(&["ip"], &[], &[], a),
+        info::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>(
+            &[],
+            &["api-extensions"],
+            &["status"],
+            a,
+        ),
         // Virtual, create-only review resources.
+        review::<k8s_openapi::api::authorization::v1::LocalSubjectAccessReview>(),
         review::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>(),
         review::<k8s_openapi::api::authorization::v1::SubjectAccessReview>(),
         review::<k8s_openapi::api::authorization::v1::SelfSubjectRulesReview>(),

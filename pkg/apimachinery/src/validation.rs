@@ -56,6 +56,7 @@ pub fn name_rule_for(api_version: &str, kind: &str) -> NameRule {
         (RBAC, "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding") => {
             NameRule::PathSegment
         }
+        ("networking.k8s.io", "IPAddress") => NameRule::CanonicalIp,
         _ => NameRule::Dns1123Subdomain,
     }
 }

@@ -15,7 +15,10 @@ use crate::objects;
 use crate::state::{AppState, Registry};
 use crate::status::{ApiError, ApiResult};
 
-/// First usable address of the service CIDR 10.96.0.0/12 (10.96.0.1 is `kubernetes`).
+/// The service CIDR (ClusterIPs come from it; 10.96.0.1 is `kubernetes`).
+pub const SERVICE_CIDR: &str = "10.96.0.0/12";
+
+/// First address of [`SERVICE_CIDR`].
 const SERVICE_BASE: u32 = u32::from_be_bytes([10, 96, 0, 0]);
 const SERVICE_SIZE: u32 = 1 << 20;
 
@@ -96,7 +99,7 @@ pub async fn allocate_service(ctx: &Ctx, svc: &mut Value) -> ApiResult<()> {
             })?;
             let n = u32::from(parsed);
             if !(SERVICE_BASE..SERVICE_BASE + SERVICE_SIZE).contains(&n) {
-                return Err(ApiError::invalid(&ctx.res, objects::name(svc), &[cause("spec.clusterIP", &format!("Invalid value: \"{ip}\": provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12"))]));
+                return Err(ApiError::invalid(&ctx.res, objects::name(svc), &[cause("spec.clusterIP", &format!("Invalid value: \"{ip}\": provided IP is not in the valid range. The range of valid IPs is {SERVICE_CIDR}"))]));
             }
             if used_ips.contains(&n) {
                 return Err(ApiError::invalid(

@@ -239,6 +239,20 @@ async fn kubernetes_service(state: &state::AppState) -> Result<()> {
     )
     .await
     .map_err(|e| Error::Bootstrap(e.to_string()))?;
+    // The default ServiceCIDR, as kube-apiserver keeps one named
+    // "kubernetes" for its --service-cluster-ip-range.
+    hooks::put_if_missing(
+        state,
+        "/registry/networking.k8s.io/servicecidrs/kubernetes",
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+               "metadata": {"name": "kubernetes"},
+               "spec": {"cidrs": [hooks::SERVICE_CIDR]},
+               "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "",
+                   "message": "Kubernetes Service CIDR is ready",
+                   "lastTransitionTime": objects::now()}]}}),
+    )
+    .await
+    .map_err(|e| Error::Bootstrap(e.to_string()))?;
     // Endpoints always follow the current address and port.
     let ep = json!({"apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},

@@ -604,18 +604,27 @@ fn read_bytes(path: &std::path::Path, max: usize, head: bool) -> Option<String> 
 
 /// The message text of the last `lines` CRI log lines, at most `bytes`.
 pub fn log_tail(raw: &str, lines: usize, bytes: usize) -> String {
-    let msgs: Vec<String> = raw
+    // Rebuild the stream: a partial (`P`) entry continues on the next one,
+    // so output without a final newline keeps none.
+    let mut text = String::new();
+    for e in raw
         .lines()
-        .filter_map(|l| {
-            crate::server::parse_cri_line(l.as_bytes())
-                .map(|e| String::from_utf8_lossy(e.msg).into_owned())
-        })
-        .collect();
-    let start = msgs.len().saturating_sub(lines);
-    let mut out = msgs[start..].join("\n");
-    if !out.is_empty() {
-        out.push('\n');
+        .filter_map(|l| crate::server::parse_cri_line(l.as_bytes()))
+    {
+        text.push_str(&String::from_utf8_lossy(e.msg));
+        if !e.partial {
+            text.push('\n');
+        }
     }
+    let body = text.strip_suffix('\n').unwrap_or(&text);
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(body.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let mut out = match starts.len().checked_sub(lines) {
+        _ if lines == 0 => String::new(),
+        Some(first) => text[starts[first]..].to_string(),
+        None => text.clone(),
+    };
     if out.len() > bytes {
         let mut cut = out.len() - bytes;
         while !out.is_char_boundary(cut) {
@@ -920,5 +929,14 @@ mod tests {
             log_tail("2024-01-01T00:00:00Z stdout F abcdef\n", 80, 3),
             "ef\n"
         );
+        // `echo -n DONE`: a partial entry, no newline added.
+        assert_eq!(
+            log_tail("2024-01-01T00:00:00Z stdout P DONE\n", 80, 2048),
+            "DONE"
+        );
+        let split = "2024-01-01T00:00:00Z stdout P ab\n2024-01-01T00:00:00Z stdout F cd\n\
+                     2024-01-01T00:00:00Z stdout F ef\n";
+        assert_eq!(log_tail(split, 1, 2048), "ef\n");
+        assert_eq!(log_tail(split, 2, 2048), "abcd\nef\n");
     }
 }

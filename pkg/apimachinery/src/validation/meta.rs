@@ -20,6 +20,17 @@ pub enum NameRule {
     Dns1035Label,
     /// Any path segment: not "." or "..", no '/' or '%' (RBAC and similar).
     PathSegment,
+    /// An IP address in canonical form (networking.k8s.io IPAddress).
+    CanonicalIp,
+}
+
+/// Upstream's IPAddress name check: a valid IP written canonically.
+fn is_canonical_ip(name: &str) -> Vec<String> {
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.to_string() == name => Vec::new(),
+        Ok(ip) => vec![format!("must be in canonical form (\"{ip}\")")],
+        Err(_) => vec!["must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".into()],
+    }
 }
 
 /// Upstream's limit on the summed size of annotation keys and values.
@@ -38,7 +49,7 @@ impl NameRule {
     /// The failure messages for a name (or, with `prefix`, a generateName).
     pub fn check(self, name: &str, prefix: bool) -> Vec<String> {
         let masked;
-        let name = if prefix && self != NameRule::PathSegment {
+        let name = if prefix && !matches!(self, NameRule::PathSegment | NameRule::CanonicalIp) {
             masked = mask_trailing_dash(name);
             masked.as_str()
         } else {
@@ -49,6 +60,7 @@ impl NameRule {
             NameRule::Dns1123Label => is_dns1123_label(name),
             NameRule::Dns1035Label => is_dns1035_label(name),
             NameRule::PathSegment => is_valid_path_segment_name(name, prefix),
+            NameRule::CanonicalIp => is_canonical_ip(name),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Admission plugins that need the store, run on create after defaulting
-//! and validation: DefaultStorageClass (PVCs without a class get the
-//! default StorageClass), LimitRanger (defaults and bounds for pods and
+//! and validation: RuntimeClass (a pod's class must exist; its overhead
+//! and scheduling are set on the pod), DefaultStorageClass (PVCs without a
+//! class get the default StorageClass), LimitRanger (defaults and bounds for pods and
 //! PVCs) and ResourceQuota (rejects a create that would exceed a quota,
 //! with usage computed live from the store so a burst cannot overshoot).
 //!
@@ -85,6 +86,9 @@ pub async fn admit_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<QuotaGuard> {
         return Ok(None);
     };
     let core = ctx.res.group.is_empty();
+    if core && ctx.res.plural == "pods" {
+        runtime_class(ctx, obj).await?;
+    }
     if core && ctx.res.plural == "persistentvolumeclaims" {
         default_storage_class(ctx, obj).await?;
     }
@@ -107,6 +111,91 @@ pub async fn admit_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<QuotaGuard> {
         }
     }
     check_quota(ctx, &ns, obj).await
+}
+
+/// The RuntimeClass plugin: rejects a pod naming a class that does not
+/// exist, sets `spec.overhead` from the class (rejecting a pod that asks
+/// for another), and merges the class's nodeSelector and tolerations.
+async fn runtime_class(ctx: &Ctx, pod: &mut Value) -> ApiResult<()> {
+    let Some(name) = pod
+        .pointer("/spec/runtimeClassName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+    else {
+        return Ok(());
+    };
+    let key = format!("/registry/node.k8s.io/runtimeclasses/{name}");
+    let Some(kv) = ctx.state.store.get(&key).await? else {
+        return Err(forbidden(
+            ctx,
+            pod,
+            &format!("pod rejected: RuntimeClass \"{name}\" not found"),
+        ));
+    };
+    let rc: Value = serde_json::from_slice(&kv.value).map_err(ApiError::internal)?;
+    if let Some(fixed) = rc.pointer("/overhead/podFixed").filter(|o| o.is_object()) {
+        match pod.pointer("/spec/overhead") {
+            Some(have) if !quota_equal(have, fixed) => {
+                return Err(forbidden(
+                    ctx,
+                    pod,
+                    "pod rejected: Pod's Overhead doesn't match RuntimeClass's defined Overhead",
+                ));
+            }
+            _ => pod["spec"]["overhead"] = fixed.clone(),
+        }
+    } else if pod.pointer("/spec/overhead").is_some() {
+        return Err(forbidden(
+            ctx,
+            pod,
+            "pod rejected: Pod Overhead set without corresponding RuntimeClass defined Overhead",
+        ));
+    }
+    if let Some(sel) = rc
+        .pointer("/scheduling/nodeSelector")
+        .and_then(Value::as_object)
+    {
+        if !pod["spec"]
+            .get("nodeSelector")
+            .is_some_and(Value::is_object)
+        {
+            pod["spec"]["nodeSelector"] = json!({});
+        }
+        for (k, v) in sel {
+            match pod["spec"]["nodeSelector"].get(k) {
+                Some(have) if have != v => {
+                    return Err(forbidden(
+                        ctx,
+                        pod,
+                        &format!("pod rejected: conflict: RuntimeClass nodeSelector {k}={v} conflicts with the pod's {k}={have}"),
+                    ));
+                }
+                _ => pod["spec"]["nodeSelector"][k] = v.clone(),
+            }
+        }
+    }
+    if let Some(tols) = rc
+        .pointer("/scheduling/tolerations")
+        .and_then(Value::as_array)
+    {
+        if !pod["spec"].get("tolerations").is_some_and(Value::is_array) {
+            pod["spec"]["tolerations"] = json!([]);
+        }
+        let list = pod["spec"]["tolerations"].as_array_mut().expect("array");
+        for t in tols {
+            if !list.contains(t) {
+                list.push(t.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two resource lists hold the same quantities.
+fn quota_equal(a: &Value, b: &Value) -> bool {
+    let (a, b) = (quota::parse_list(Some(a)), quota::parse_list(Some(b)));
+    a.len() == b.len() && a.iter().all(|(k, v)| b.get(k) == Some(v))
 }
 
 async fn check_quota(ctx: &Ctx, ns: &str, obj: &Value) -> ApiResult<QuotaGuard> {

@@ -943,14 +943,46 @@ async fn prepare_create(ctx: &Ctx, obj: &mut Value, uid: &str) -> ApiResult<()> 
 /// Carries server-owned fields from `old` into `new` and bumps generation.
 fn merge_update(ctx: &Ctx, new: &mut Value, old: &Value, sub: &str) -> ApiResult<()> {
     let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
-    if sub == "status" {
-        // Only status changes through the status subresource.
+    if sub == "status" || sub == "approval" {
+        // Only status changes through the status subresource, with the
+        // object's annotations (and labels, except on the apps workloads,
+        // whose status strategies keep them), as kube-apiserver's status
+        // strategies do. certificatesigningrequests/approval changes only
+        // status.conditions.
         let status = new.get("status").cloned();
         let mut merged = old.clone();
-        match status {
-            Some(s) => merged["status"] = s,
-            None => {
-                merged.as_object_mut().map(|m| m.remove("status"));
+        if sub == "approval" {
+            if !merged.get("status").is_some_and(Value::is_object) {
+                merged["status"] = json!({});
+            }
+            match new.pointer("/status/conditions").cloned() {
+                Some(c) => merged["status"]["conditions"] = c,
+                None => {
+                    merged["status"]
+                        .as_object_mut()
+                        .map(|m| m.remove("conditions"));
+                }
+            }
+        } else {
+            match status {
+                Some(s) => merged["status"] = s,
+                None => {
+                    merged.as_object_mut().map(|m| m.remove("status"));
+                }
+            }
+        }
+        let mut fields = vec!["annotations"];
+        if ctx.res.group != "apps" {
+            fields.push("labels");
+        }
+        for f in fields {
+            match new.pointer(&format!("/metadata/{f}")).cloned() {
+                Some(v) => {
+                    meta_mut(&mut merged).insert(f.into(), v);
+                }
+                None => {
+                    meta_mut(&mut merged).remove(f);
+                }
             }
         }
         // Keep the caller's resourceVersion for the precondition.

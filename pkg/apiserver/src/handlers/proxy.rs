@@ -1,7 +1,9 @@
 //! The API server's side of streaming: pods/log, pods/exec, pods/attach,
 //! pods/portforward and nodes/proxy are forwarded to the node agent's HTTPS
 //! server (verified against the cluster CA, authenticated with the
-//! apiserver-kubelet-client certificate). Plain requests stream their
+//! apiserver-kubelet-client certificate); pods/proxy and services/proxy go
+//! straight to the pod's address over plain HTTP (a service to one of its
+//! ready endpoints), as kube-apiserver does. Plain requests stream their
 //! response back; upgrade requests (SPDY or WebSocket) are spliced byte for
 //! byte once the node agent answered 101, and a refusal is passed back
 //! unchanged so that clients can fall back (kubectl retries over SPDY when a
@@ -169,7 +171,7 @@ pub async fn pod_stream(
         return Ok(text_response(StatusCode::OK, Body::empty()));
     };
     let tls = client_tls(state)?;
-    let resp = forward(tls, node_addr, &path, req).await?;
+    let resp = forward(Some(tls), node_addr, &path, req).await?;
     if kind != PodStream::Log {
         return Ok(resp);
     }
@@ -208,7 +210,7 @@ pub async fn node_proxy(
 ) -> ApiResult<Response> {
     let tls = client_tls(state)?;
     let path = with_query(format!("/{}", rest_path.trim_start_matches('/')), query);
-    forward(tls, node_addr, &path, req).await
+    forward(Some(tls), node_addr, &path, req).await
 }
 
 fn client_tls(state: &AppState) -> ApiResult<Arc<rustls::ClientConfig>> {
@@ -260,28 +262,77 @@ fn dropped(name: &str, upgrade: bool) -> bool {
         || (!upgrade && (name == "connection" || name == "upgrade"))
 }
 
-/// Sends `req` to `path` on the node agent and returns its answer; upgrades
-/// are spliced in the background.
+/// Splits a proxy target `[scheme:]name[:port]` (kube-apiserver's
+/// `SplitSchemeNamePort`); `None` when it has more than three parts or an
+/// unknown scheme.
+pub fn split_target(id: &str) -> Option<(&str, &str, &str)> {
+    let parts: Vec<&str> = id.split(':').collect();
+    let (scheme, name, port) = match parts.as_slice() {
+        [name] => ("", *name, ""),
+        [name, port] => ("", *name, *port),
+        [scheme, name, port] => (*scheme, *name, *port),
+        _ => return None,
+    };
+    if name.is_empty() || !matches!(scheme, "" | "http" | "https") {
+        return None;
+    }
+    Some((scheme, name, port))
+}
+
+/// Proxies `req` to `rest_path` on a pod or service backend at `addr` over
+/// plain HTTP (pods/proxy, services/proxy).
+pub async fn backend_proxy(
+    scheme: &str,
+    addr: (&str, u16),
+    rest_path: &str,
+    query: &str,
+    req: Request,
+) -> ApiResult<Response> {
+    if scheme == "https" {
+        return Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            "proxying to https backends is not supported by rkube yet",
+        ));
+    }
+    let path = with_query(format!("/{}", rest_path.trim_start_matches('/')), query);
+    forward(None, addr, &path, req).await
+}
+
+/// A connection to a backend, with or without TLS.
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Conn for T {}
+
+/// Sends `req` to `path` on the node agent (over TLS) or on a pod (plain,
+/// when `tls` is `None`) and returns its answer; upgrades are spliced in
+/// the background.
 pub(crate) async fn forward(
-    tls: Arc<rustls::ClientConfig>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     (host, port): (&str, u16),
     path: &str,
     mut req: Request,
 ) -> ApiResult<Response> {
     let dial_err =
         |e: &dyn std::fmt::Display| ApiError::internal(format!("error dialing backend: {e}"));
-    let server_name = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => ServerName::try_from(host.to_string()).map_err(|e| dial_err(&e))?,
-    };
     let tcp = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|e| dial_err(&e))?;
     let _ = tcp.set_nodelay(true);
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| dial_err(&e))?;
+    let stream: Box<dyn Conn> = match tls {
+        Some(tls) => {
+            let server_name = match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => ServerName::IpAddress(ip.into()),
+                Err(_) => ServerName::try_from(host.to_string()).map_err(|e| dial_err(&e))?,
+            };
+            Box::new(
+                tokio_rustls::TlsConnector::from(tls)
+                    .connect(server_name, tcp)
+                    .await
+                    .map_err(|e| dial_err(&e))?,
+            )
+        }
+        None => Box::new(tcp),
+    };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| dial_err(&e))?;
@@ -313,7 +364,7 @@ pub(crate) async fn forward(
     let mut resp = sender
         .send_request(out)
         .await
-        .map_err(|e| ApiError::internal(format!("error proxying to the node agent: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("error proxying to the backend: {e}")))?;
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -538,7 +589,9 @@ mod tests {
                             let req = req.map(Body::new);
                             let path = req.uri().path_and_query().unwrap().as_str().to_string();
                             Ok::<_, std::convert::Infallible>(
-                                match forward(tls, ("127.0.0.1", node.port()), &path, req).await {
+                                match forward(Some(tls), ("127.0.0.1", node.port()), &path, req)
+                                    .await
+                                {
                                     Ok(r) => r,
                                     Err(e) => axum::response::IntoResponse::into_response(e),
                                 },

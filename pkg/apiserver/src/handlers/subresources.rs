@@ -37,22 +37,22 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
     }
     let verb = ctx.info.verb.clone();
     match (sub.as_str(), verb.as_str()) {
-        ("status", "get") | ("ephemeralcontainers", "get") => {
+        ("status", "get") | ("approval", "get") | ("ephemeralcontainers", "get") => {
             let (_, obj) = load(&ctx).await?;
             Ok(render_one(&ctx, &obj, StatusCode::OK))
         }
-        ("status", "update") => {
+        ("status", "update") | ("approval", "update") => {
             let ua = ua(&req);
             let ct = ct(&req);
             let body = read_body(req.into_body()).await?;
             let obj = parse_body(&ct, &body)?;
-            crud::update(&ctx, obj, &ctx.manager(ua.as_deref(), "unknown"), "status").await
+            crud::update(&ctx, obj, &ctx.manager(ua.as_deref(), "unknown"), &sub).await
         }
-        ("status", "patch") => {
+        ("status", "patch") | ("approval", "patch") => {
             let ua = ua(&req);
             let ct = ct(&req);
             let body = read_body(req.into_body()).await?;
-            crud::patch_object(&ctx, &ct, &body, ua.as_deref(), "status").await
+            crud::patch_object(&ctx, &ct, &body, ua.as_deref(), &sub).await
         }
         ("scale", _) => scale(ctx, req).await,
         ("binding", "create") => {
@@ -177,6 +177,20 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
             super::proxy::node_proxy(&ctx.state, (addr.0.as_str(), addr.1), &rest, &query, req)
                 .await
         }
+        ("proxy", _) if ctx.res.kind == "Pod" || ctx.res.kind == "Service" => {
+            let id = ctx.name().to_string();
+            let (scheme, name, port) = super::proxy::split_target(&id).ok_or_else(|| {
+                ApiError::bad_request(format!("invalid {} proxy target {id:?}", ctx.res.kind))
+            })?;
+            let (ip, port) = if ctx.res.kind == "Pod" {
+                pod_backend(&ctx, name, port).await?
+            } else {
+                service_backend(&ctx, name, port).await?
+            };
+            let query = req.uri().query().unwrap_or("").to_string();
+            let rest = ctx.info.rest.clone();
+            super::proxy::backend_proxy(scheme, (ip.as_str(), port), &rest, &query, req).await
+        }
         ("log" | "exec" | "attach" | "portforward" | "proxy", _) => Err(ApiError::not_implemented(
             format!("{}/{sub} is not served by rkube yet", ctx.res.plural),
         )),
@@ -185,6 +199,108 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
             &format!("{}/{sub}", ctx.res.plural),
         )),
     }
+}
+
+/// Loads `kind`'s object `name` in the request's namespace.
+async fn load_named(ctx: &Ctx, group: &str, plural: &str, name: &str) -> ApiResult<Value> {
+    let reg = ctx.state.registry();
+    let res = reg
+        .find(group, "v1", plural)
+        .ok_or_else(|| ApiError::internal(format!("{plural} not registered")))?;
+    let kv = ctx
+        .state
+        .store
+        .get(&res.key(ctx.ns(), name))
+        .await?
+        .ok_or_else(|| ApiError::not_found(&res, name))?;
+    crud::decode(&kv)
+}
+
+fn unavailable(msg: String) -> ApiError {
+    ApiError::new(503, "ServiceUnavailable", msg)
+}
+
+/// pods/proxy: the pod's IP and the given port.
+async fn pod_backend(ctx: &Ctx, name: &str, port: &str) -> ApiResult<(String, u16)> {
+    let pod = load_named(ctx, "", "pods", name).await?;
+    let ip = pod
+        .pointer("/status/podIP")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| unavailable(format!("pod {name} has no IP address yet")))?
+        .to_string();
+    // Without a port, the first declared container port (else 80), as
+    // kube-apiserver's pod ResourceLocation picks.
+    let first = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.pointer("/ports/0/containerPort").and_then(Value::as_u64));
+    let port = if port.is_empty() {
+        first.unwrap_or(80) as u16
+    } else {
+        port.parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid port {port:?} for pod {name}")))?
+    };
+    Ok((ip, port))
+}
+
+/// services/proxy: a ready endpoint of the service port named (by name or
+/// number) in `port`, or of its only port.
+async fn service_backend(ctx: &Ctx, name: &str, port: &str) -> ApiResult<(String, u16)> {
+    let svc = load_named(ctx, "", "services", name).await?;
+    let none = Vec::new();
+    let ports = svc
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .unwrap_or(&none);
+    let sp = ports
+        .iter()
+        .find(|p| {
+            port.is_empty()
+                || p["name"].as_str() == Some(port)
+                || p["port"].as_i64().map(|n| n.to_string()).as_deref() == Some(port)
+        })
+        .filter(|_| !port.is_empty() || ports.len() == 1)
+        .ok_or_else(|| {
+            unavailable(format!(
+                "no service port {port:?} found for service {name:?}"
+            ))
+        })?;
+    let port_name = sp["name"].as_str().unwrap_or("");
+    let eps = load_named(ctx, "", "endpoints", name)
+        .await
+        .map_err(|_| unavailable(format!("no endpoints available for service {name:?}")))?;
+    for subset in eps["subsets"].as_array().unwrap_or(&none) {
+        let Some(target) = subset["ports"]
+            .as_array()
+            .unwrap_or(&none)
+            .iter()
+            .find(|p| p["name"].as_str().unwrap_or("") == port_name)
+            .and_then(|p| p["port"].as_u64())
+        else {
+            continue;
+        };
+        let addrs = subset["addresses"].as_array().unwrap_or(&none);
+        if addrs.is_empty() {
+            continue;
+        }
+        // Spread requests over the ready addresses, as the upstream
+        // proxy picks one at random.
+        let pick = rand_index(addrs.len());
+        if let Some(ip) = addrs[pick]["ip"].as_str() {
+            return Ok((ip.to_string(), target as u16));
+        }
+    }
+    Err(unavailable(format!(
+        "no endpoints available for service {name:?}"
+    )))
+}
+
+fn rand_index(n: usize) -> usize {
+    use rand::Rng;
+    rand::rng().random_range(0..n.max(1))
 }
 
 /// Where a node agent listens: the Node's InternalIP and kubelet port.
@@ -503,6 +619,18 @@ async fn token(ctx: &Ctx, tr: Value) -> ApiResult<Response> {
 
 /// Serves the create-only review resources.
 pub async fn review(ctx: Ctx, req: Request) -> ApiResult<Response> {
+    if super::is_table(ctx.repr) {
+        // Reviews have no object metadata to print (kube-apiserver's
+        // "backend which does not implement metadata").
+        return Err(ApiError::new(
+            406,
+            "NotAcceptable",
+            format!(
+                "the resource {} does not support being converted to a Table",
+                ctx.res.plural
+            ),
+        ));
+    }
     let ct = ct(&req);
     let body = read_body(req.into_body()).await?;
     let mut obj = parse_body(&ct, &body)?;
@@ -521,7 +649,22 @@ pub async fn review(ctx: Ctx, req: Request) -> ApiResult<Response> {
         "SelfSubjectReview" => {
             obj["status"] = json!({"userInfo": user_json(&ctx.user)});
         }
-        "SelfSubjectAccessReview" | "SubjectAccessReview" => {
+        "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview" => {
+            if kind == "LocalSubjectAccessReview" {
+                let ns = ctx.ns().unwrap_or("");
+                let in_spec = obj
+                    .pointer("/spec/resourceAttributes/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if obj.pointer("/spec/resourceAttributes").is_none() || in_spec != ns {
+                    return Err(ApiError::bad_request(format!(
+                        "spec.resourceAttributes.namespace must match namespace: {ns}"
+                    )));
+                }
+                if obj.get("metadata").is_some_and(Value::is_object) {
+                    obj["metadata"]["namespace"] = json!(ns);
+                }
+            }
             let user = if kind == "SelfSubjectAccessReview" {
                 ctx.user.clone()
             } else {
