@@ -163,6 +163,10 @@ pub fn check_object(
         core::v1 as core, discovery::v1 as disc, events::v1 as ev, node::v1 as node,
         policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as sched, storage::v1 as storage,
     };
+    use k8s_openapi::api::{
+        admissionregistration::v1 as adm, certificates::v1 as certs, flowcontrol::v1 as flow,
+        networking::v1 as net,
+    };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
     kinds!(group, version, kind, v;
         ("", "v1", "Namespace") => core::Namespace,
@@ -213,6 +217,18 @@ pub fn check_object(
         ("authentication.k8s.io", "v1", "TokenRequest") => authn::TokenRequest,
         ("autoscaling", "v1", "Scale") => autoscaling::Scale,
         ("autoscaling", "v2", "HorizontalPodAutoscaler") => k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
+        ("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration") => adm::MutatingWebhookConfiguration,
+        ("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration") => adm::ValidatingWebhookConfiguration,
+        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy") => adm::ValidatingAdmissionPolicy,
+        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding") => adm::ValidatingAdmissionPolicyBinding,
+        ("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema") => flow::FlowSchema,
+        ("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration") => flow::PriorityLevelConfiguration,
+        ("certificates.k8s.io", "v1", "CertificateSigningRequest") => certs::CertificateSigningRequest,
+        ("networking.k8s.io", "v1", "Ingress") => net::Ingress,
+        ("networking.k8s.io", "v1", "IngressClass") => net::IngressClass,
+        ("networking.k8s.io", "v1", "ServiceCIDR") => net::ServiceCIDR,
+        ("networking.k8s.io", "v1", "IPAddress") => net::IPAddress,
+        ("apiregistration.k8s.io", "v1", "APIService") => k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService,
     )
 }
 

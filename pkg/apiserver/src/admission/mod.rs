@@ -1,5 +1,8 @@
 //! Admission plugins that need the store, run on create after defaulting
-//! and validation: RuntimeClass (a pod's class must exist; its overhead
+//! and validation: ServiceAccount (the pod's account defaults to
+//! `default`; unless automounting is off, a `kube-api-access-*` projected
+//! volume with a bound token, the root CA and the namespace is added and
+//! mounted in every container), RuntimeClass (a pod's class must exist; its overhead
 //! and scheduling are set on the pod), DefaultStorageClass (PVCs without a
 //! class get the default StorageClass), LimitRanger (defaults and bounds for pods and
 //! PVCs) and ResourceQuota (rejects a create that would exceed a quota,
@@ -87,6 +90,7 @@ pub async fn admit_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<QuotaGuard> {
     };
     let core = ctx.res.group.is_empty();
     if core && ctx.res.plural == "pods" {
+        service_account(ctx, &ns, obj).await?;
         runtime_class(ctx, obj).await?;
     }
     if core && ctx.res.plural == "persistentvolumeclaims" {
@@ -111,6 +115,86 @@ pub async fn admit_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<QuotaGuard> {
         }
     }
     check_quota(ctx, &ns, obj).await
+}
+
+/// Where service account credentials are mounted.
+pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ServiceAccount plugin's defaulting and token volume.
+async fn service_account(ctx: &Ctx, ns: &str, pod: &mut Value) -> ApiResult<()> {
+    if pod
+        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_some()
+    {
+        return Ok(());
+    }
+    let sa_name = pod
+        .pointer("/spec/serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
+        .to_string();
+    pod["spec"]["serviceAccountName"] = json!(sa_name);
+    pod["spec"]["serviceAccount"] = json!(sa_name);
+    let automount = match pod
+        .pointer("/spec/automountServiceAccountToken")
+        .and_then(Value::as_bool)
+    {
+        Some(a) => a,
+        None => {
+            let key = format!("/registry/core/serviceaccounts/{ns}/{sa_name}");
+            match ctx.state.store.get(&key).await? {
+                Some(kv) => serde_json::from_slice::<Value>(&kv.value)
+                    .ok()
+                    .and_then(|sa| sa["automountServiceAccountToken"].as_bool())
+                    .unwrap_or(true),
+                None => true,
+            }
+        }
+    };
+    if !automount {
+        return Ok(());
+    }
+    let mounts_sa = |c: &Value| {
+        c["volumeMounts"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["mountPath"] == SERVICE_ACCOUNT_MOUNT))
+    };
+    let containers = ["containers", "initContainers"];
+    let needs = containers.iter().any(|k| {
+        pod["spec"][k]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| !mounts_sa(c)))
+    });
+    if !needs {
+        return Ok(());
+    }
+    let volume = format!("kube-api-access-{}", crate::objects::random_suffix(5));
+    if !pod["spec"].get("volumes").is_some_and(Value::is_array) {
+        pod["spec"]["volumes"] = json!([]);
+    }
+    if let Some(v) = pod["spec"]["volumes"].as_array_mut() {
+        v.push(json!({"name": volume, "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace",
+                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ]}}));
+    }
+    for k in containers {
+        for c in pod["spec"][k].as_array_mut().into_iter().flatten() {
+            if mounts_sa(c) {
+                continue;
+            }
+            if !c.get("volumeMounts").is_some_and(Value::is_array) {
+                c["volumeMounts"] = json!([]);
+            }
+            if let Some(m) = c["volumeMounts"].as_array_mut() {
+                m.push(json!({"name": volume, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT}));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The RuntimeClass plugin: rejects a pod naming a class that does not

@@ -15,7 +15,7 @@ pub mod x509;
 mod manifests_tests;
 
 pub use rbac::{forbidden_message, Rbac};
-pub use token::{ServiceAccountRef, TokenIssuer};
+pub use token::{Binding, ServiceAccountRef, TokenIssuer};
 pub use x509::user_from_cert;
 
 /// Username of unauthenticated requests.

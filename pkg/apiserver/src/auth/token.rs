@@ -25,6 +25,18 @@ pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
 const EXTRA_POD_NAME: &str = "authentication.kubernetes.io/pod-name";
 const EXTRA_POD_UID: &str = "authentication.kubernetes.io/pod-uid";
 const EXTRA_CREDENTIAL_ID: &str = "authentication.kubernetes.io/credential-id";
+const EXTRA_NODE_NAME: &str = "authentication.kubernetes.io/node-name";
+const EXTRA_NODE_UID: &str = "authentication.kubernetes.io/node-uid";
+
+/// What a bound token is bound to: a pod (name, uid) and the node (name,
+/// uid) it runs on, which kube-apiserver also records for pod-bound tokens.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Binding<'a> {
+    /// The pod.
+    pub pod: Option<(&'a str, &'a str)>,
+    /// The pod's node.
+    pub node: Option<(&'a str, &'a str)>,
+}
 
 /// The ServiceAccount (and bound objects) a verified token names. The caller
 /// checks they still exist with the same uids.
@@ -157,7 +169,7 @@ impl TokenIssuer {
     /// Issues a bound token like TokenRequest: claims iss, sub
     /// `system:serviceaccount:<ns>:<name>`, aud (the requested audiences or
     /// [`DEFAULT_AUDIENCE`]), exp, iat, nbf, jti and `kubernetes.io` with the
-    /// namespace, ServiceAccount and bound Pod. Returns the token and its expiry.
+    /// namespace, ServiceAccount and bound Pod and Node. Returns the token and its expiry.
     pub fn issue(
         &self,
         ns: &str,
@@ -165,7 +177,7 @@ impl TokenIssuer {
         sa_uid: &str,
         audiences: &[String],
         expiration_seconds: i64,
-        bound_pod: Option<(&str, &str)>,
+        bound: Binding<'_>,
     ) -> Result<(String, DateTime<Utc>), AuthError> {
         self.issue_at(
             Utc::now(),
@@ -174,7 +186,7 @@ impl TokenIssuer {
             sa_uid,
             audiences,
             expiration_seconds,
-            bound_pod,
+            bound,
         )
     }
 
@@ -187,7 +199,7 @@ impl TokenIssuer {
         sa_uid: &str,
         audiences: &[String],
         expiration_seconds: i64,
-        bound_pod: Option<(&str, &str)>,
+        bound: Binding<'_>,
     ) -> Result<(String, DateTime<Utc>), AuthError> {
         if expiration_seconds <= 0 {
             return Err(AuthError::InvalidRequest(format!(
@@ -219,12 +231,15 @@ impl TokenIssuer {
                     name: sa_name.to_string(),
                     uid: sa_uid.to_string(),
                 },
-                pod: bound_pod.map(|(name, uid)| ObjectRef {
+                pod: bound.pod.map(|(name, uid)| ObjectRef {
                     name: name.to_string(),
                     uid: uid.to_string(),
                 }),
                 secret: None,
-                node: None,
+                node: bound.node.map(|(name, uid)| ObjectRef {
+                    name: name.to_string(),
+                    uid: uid.to_string(),
+                }),
             }),
             ..Claims::default()
         };
@@ -296,6 +311,10 @@ impl TokenIssuer {
                 if let Some(pod) = &k.pod {
                     extra.insert(EXTRA_POD_NAME.to_string(), vec![pod.name.clone()]);
                     extra.insert(EXTRA_POD_UID.to_string(), vec![pod.uid.clone()]);
+                }
+                if let Some(node) = &k.node {
+                    extra.insert(EXTRA_NODE_NAME.to_string(), vec![node.name.clone()]);
+                    extra.insert(EXTRA_NODE_UID.to_string(), vec![node.uid.clone()]);
                 }
                 ServiceAccountRef {
                     namespace: k.namespace.clone(),
@@ -401,7 +420,10 @@ pub(crate) mod tests {
                 "uid-1",
                 &[],
                 3600,
-                Some(("p", "puid")),
+                Binding {
+                    pod: Some(("p", "puid")),
+                    node: Some(("n1", "nuid")),
+                },
             )
             .unwrap();
         let secs = (exp - Utc::now()).num_seconds();
@@ -436,7 +458,7 @@ pub(crate) mod tests {
         let iss = issuer();
         let past = Utc::now() - chrono::Duration::hours(2);
         let (token, _) = iss
-            .issue_at(past, "default", "sa", "u", &[], 3600, None)
+            .issue_at(past, "default", "sa", "u", &[], 3600, Binding::default())
             .unwrap();
         assert!(matches!(iss.verify(&token), Err(AuthError::Expired)));
     }
@@ -445,21 +467,21 @@ pub(crate) mod tests {
     fn wrong_audience() {
         let iss = issuer();
         let (token, _) = iss
-            .issue("default", "sa", "u", &["vault".to_string()], 600, None)
+            .issue("default", "sa", "u", &["vault".to_string()], 600, Binding::default())
             .unwrap();
         assert!(matches!(
             iss.verify(&token),
             Err(AuthError::InvalidAudience)
         ));
         let both = [DEFAULT_AUDIENCE.to_string(), "vault".to_string()];
-        let (token, _) = iss.issue("default", "sa", "u", &both, 600, None).unwrap();
+        let (token, _) = iss.issue("default", "sa", "u", &both, 600, Binding::default()).unwrap();
         assert!(iss.verify(&token).is_ok());
     }
 
     #[test]
     fn tampered_and_foreign() {
         let iss = issuer();
-        let (token, _) = iss.issue("default", "sa", "u", &[], 600, None).unwrap();
+        let (token, _) = iss.issue("default", "sa", "u", &[], 600, Binding::default()).unwrap();
         let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
         let mut claims = payload(&token);
         claims["sub"] = "system:serviceaccount:kube-system:admin".into();
@@ -485,7 +507,7 @@ pub(crate) mod tests {
     fn rejects_bad_requests() {
         let iss = issuer();
         assert!(matches!(
-            iss.issue("default", "sa", "u", &[], 0, None),
+            iss.issue("default", "sa", "u", &[], 0, Binding::default()),
             Err(AuthError::InvalidRequest(_))
         ));
         assert!(matches!(

@@ -590,18 +590,38 @@ async fn token(ctx: &Ctx, tr: Value) -> ApiResult<Response> {
                 r["uid"].as_str().unwrap_or("").to_string(),
             )
         });
+    // A pod-bound token also names the pod's node (name and uid).
+    let mut bound_node: Option<(String, String)> = None;
+    if let Some((pod_name, _)) = &bound_pod {
+        let node = load_named(&ctx, "", "pods", pod_name)
+            .await
+            .ok()
+            .and_then(|p| {
+                p.pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
+            .filter(|n| !n.is_empty());
+        if let Some(node) = node {
+            let reg = ctx.state.registry();
+            if let Some(nodes) = reg.find("", "v1", "nodes") {
+                if let Some(kv) = ctx.state.store.get(&nodes.key(None, &node)).await? {
+                    let n = crud::decode(&kv)?;
+                    let uid = meta_str(&n, "uid").unwrap_or("").to_string();
+                    bound_node = Some((node, uid));
+                }
+            }
+        }
+    }
     let sa_uid = meta_str(&sa, "uid").unwrap_or("").to_string();
+    let bound = crate::auth::Binding {
+        pod: bound_pod.as_ref().map(|(n, u)| (n.as_str(), u.as_str())),
+        node: bound_node.as_ref().map(|(n, u)| (n.as_str(), u.as_str())),
+    };
     let (token, expiry) = ctx
         .state
         .tokens
-        .issue(
-            ns,
-            ctx.name(),
-            &sa_uid,
-            &audiences,
-            exp,
-            bound_pod.as_ref().map(|(n, u)| (n.as_str(), u.as_str())),
-        )
+        .issue(ns, ctx.name(), &sa_uid, &audiences, exp, bound)
         .map_err(ApiError::internal)?;
     let mut out = json!({
         "kind": "TokenRequest",

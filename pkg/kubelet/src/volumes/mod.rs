@@ -914,7 +914,10 @@ fn pod_volumes(pod: &Pod) -> impl Iterator<Item = &Volume> {
 }
 
 fn has_user_api_access_volume(pod: &Pod) -> bool {
-    pod_volumes(pod).any(|v| v.name == API_ACCESS_VOLUME)
+    // The API server's ServiceAccount admission adds `kube-api-access-*`.
+    pod_volumes(pod).any(|v| {
+        v.name == API_ACCESS_VOLUME || v.name.starts_with(&format!("{API_ACCESS_VOLUME}-"))
+    })
 }
 
 /// The plugin directory and memory backing of the rendered volume types.
