@@ -158,14 +158,14 @@ pub fn check_object(
     v: &Value,
 ) -> Option<Result<(), DecodeError>> {
     use k8s_openapi::api::{
+        admissionregistration::v1 as adm, certificates::v1 as certs, flowcontrol::v1 as flow,
+        networking::v1 as net,
+    };
+    use k8s_openapi::api::{
         apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz,
         autoscaling::v1 as autoscaling, batch::v1 as batch, coordination::v1 as coord,
         core::v1 as core, discovery::v1 as disc, events::v1 as ev, node::v1 as node,
         policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as sched, storage::v1 as storage,
-    };
-    use k8s_openapi::api::{
-        admissionregistration::v1 as adm, certificates::v1 as certs, flowcontrol::v1 as flow,
-        networking::v1 as net,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
     kinds!(group, version, kind, v;

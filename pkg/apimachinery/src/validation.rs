@@ -130,6 +130,18 @@ pub fn validate(api_version: &str, kind: &str, obj: &Value, old: Option<&Value>)
         (RBAC, "RoleBinding") => rbac::binding(obj, old, true, &mut e),
         (RBAC, "ClusterRoleBinding") => rbac::binding(obj, old, false, &mut e),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd::crd(obj, old, &mut e),
+        ("scheduling.k8s.io", "PriorityClass") => {
+            if let Some(old) = old {
+                if obj.get("value") != old.get("value") {
+                    e.forbidden("value", "may not be changed in an update.");
+                }
+                e.immutable(
+                    "preemptionPolicy",
+                    obj.get("preemptionPolicy"),
+                    old.get("preemptionPolicy"),
+                );
+            }
+        }
         _ => {}
     }
     e.0

@@ -190,7 +190,9 @@ async fn service_account(ctx: &Ctx, ns: &str, pod: &mut Value) -> ApiResult<()> 
                 c["volumeMounts"] = json!([]);
             }
             if let Some(m) = c["volumeMounts"].as_array_mut() {
-                m.push(json!({"name": volume, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT}));
+                m.push(
+                    json!({"name": volume, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT}),
+                );
             }
         }
     }

@@ -467,21 +467,32 @@ pub(crate) mod tests {
     fn wrong_audience() {
         let iss = issuer();
         let (token, _) = iss
-            .issue("default", "sa", "u", &["vault".to_string()], 600, Binding::default())
+            .issue(
+                "default",
+                "sa",
+                "u",
+                &["vault".to_string()],
+                600,
+                Binding::default(),
+            )
             .unwrap();
         assert!(matches!(
             iss.verify(&token),
             Err(AuthError::InvalidAudience)
         ));
         let both = [DEFAULT_AUDIENCE.to_string(), "vault".to_string()];
-        let (token, _) = iss.issue("default", "sa", "u", &both, 600, Binding::default()).unwrap();
+        let (token, _) = iss
+            .issue("default", "sa", "u", &both, 600, Binding::default())
+            .unwrap();
         assert!(iss.verify(&token).is_ok());
     }
 
     #[test]
     fn tampered_and_foreign() {
         let iss = issuer();
-        let (token, _) = iss.issue("default", "sa", "u", &[], 600, Binding::default()).unwrap();
+        let (token, _) = iss
+            .issue("default", "sa", "u", &[], 600, Binding::default())
+            .unwrap();
         let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
         let mut claims = payload(&token);
         claims["sub"] = "system:serviceaccount:kube-system:admin".into();

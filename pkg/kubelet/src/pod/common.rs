@@ -712,7 +712,7 @@ pub async fn sync_status(w: &mut Worker) {
     }
     let runtime = w.agent.runtime_name();
     let host_ip = w.agent.cfg.node_ip.to_string();
-    let st = status::pod_status(&status::StatusInput {
+    let mut st = status::pod_status(&status::StatusInput {
         pod: &pod,
         runtime: &runtime,
         containers: &obs.containers,
@@ -725,6 +725,11 @@ pub async fn sync_status(w: &mut Worker) {
         now: k8s_openapi::jiff::Timestamp::now(),
         message: &status::read_termination_message,
     });
+    if let Some((reason, message)) = &w.failure {
+        st.phase = Some("Failed".into());
+        st.reason = Some(reason.clone());
+        st.message = Some(message.clone());
+    }
     let Ok(body) = serde_json::to_value(&st) else {
         return;
     };

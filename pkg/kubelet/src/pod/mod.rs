@@ -184,6 +184,9 @@ pub(crate) struct Worker {
     pub deleting_since: Option<Instant>,
     /// Completed's one-time work is done.
     pub completed: bool,
+    /// The agent failed the pod itself (reason, message), e.g. when
+    /// `activeDeadlineSeconds` passed: the phase is Failed with these.
+    pub failure: Option<(String, String)>,
 }
 
 impl Worker {
@@ -209,7 +212,22 @@ impl Worker {
             status_frozen: false,
             deleting_since: None,
             completed: false,
+            failure: None,
         }
+    }
+
+    /// Time left before `spec.activeDeadlineSeconds` runs out, counted
+    /// from the pod's start time; `None` without a deadline or a start.
+    pub fn deadline_left(&self) -> Option<Duration> {
+        let secs = self.pod.spec.as_ref()?.active_deadline_seconds?;
+        let start = self
+            .last_written
+            .as_ref()
+            .and_then(|s| s.start_time.clone())
+            .or_else(|| self.pod.status.as_ref()?.start_time.clone())?;
+        let elapsed = k8s_openapi::jiff::Timestamp::now().duration_since(start.0);
+        let left = k8s_openapi::jiff::SignedDuration::from_secs(secs.max(0)) - elapsed;
+        Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
     }
 
     /// `ns/name` for logs.
@@ -241,6 +259,21 @@ pub(crate) async fn run(agent: Arc<Agent>, uid: String, handle: Arc<Handle>) {
         {
             state = State::Terminating;
         }
+        let active = matches!(
+            state,
+            State::Sandbox | State::Init | State::Running | State::BackOff { .. }
+        );
+        let deadline = if active { w.deadline_left() } else { None };
+        if deadline == Some(Duration::ZERO) {
+            // activeDeadlineSeconds: the pod fails and its containers stop.
+            tracing::info!("{}: active deadline exceeded", w.key());
+            w.failure = Some((
+                "DeadlineExceeded".into(),
+                "Pod was active on the node longer than the specified deadline".into(),
+            ));
+            state = State::Completed;
+            continue;
+        }
         let step = match state {
             State::Sandbox => sandbox::step(&mut w).await,
             State::Init => init::step(&mut w).await,
@@ -267,6 +300,7 @@ pub(crate) async fn run(agent: Arc<Agent>, uid: String, handle: Arc<Handle>) {
             }
             Step::Stay(d) => d,
         };
+        let wait = deadline.map_or(wait, |left| wait.min(left));
         hops = 0;
         if !matches!(state, State::Completed | State::Terminating | State::Done) {
             common::sync_status(&mut w).await;
