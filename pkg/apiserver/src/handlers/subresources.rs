@@ -593,7 +593,7 @@ async fn token(ctx: &Ctx, tr: Value) -> ApiResult<Response> {
     // A pod-bound token also names the pod's node (name and uid).
     let mut bound_node: Option<(String, String)> = None;
     if let Some((pod_name, _)) = &bound_pod {
-        let node = load_named(&ctx, "", "pods", pod_name)
+        let node = load_named(ctx, "", "pods", pod_name)
             .await
             .ok()
             .and_then(|p| {
