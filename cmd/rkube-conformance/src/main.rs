@@ -208,7 +208,9 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .iter()
                 .filter(|e| focus.as_ref().is_none_or(|re| re.is_match(&e.codename)))
             {
-                let mark = if implemented.contains(e.testname.as_str()) {
+                let mark = if implemented.contains(e.codename.as_str())
+                    || implemented.contains(e.testname.as_str())
+                {
                     "yes"
                 } else {
                     "no "

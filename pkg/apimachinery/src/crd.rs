@@ -149,6 +149,53 @@ pub fn prune(crd: &Value, version: &str, obj: &mut Value) -> Vec<String> {
     out
 }
 
+/// Applies the structural schema's `default`s of `version` to `obj`, as
+/// kube-apiserver does on requests and when reading from storage: a
+/// missing property with a default gets it, then defaults apply inside.
+pub fn apply_defaults(crd: &Value, version: &str, obj: &mut Value) {
+    if let Some(schema) = schema(crd, version) {
+        default_value(schema, obj, true);
+    }
+}
+
+fn default_value(schema: &Value, value: &mut Value, root: bool) {
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (k, sub) in props {
+                    if root && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                        continue;
+                    }
+                    if !map.contains_key(k) {
+                        if let Some(d) = sub.get("default") {
+                            map.insert(k.clone(), d.clone());
+                        }
+                    }
+                    if let Some(v) = map.get_mut(k) {
+                        default_value(sub, v, false);
+                    }
+                }
+            }
+            if let Some(ap) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                let props = schema.get("properties").and_then(Value::as_object);
+                for (k, v) in map.iter_mut() {
+                    if !props.is_some_and(|p| p.contains_key(k)) {
+                        default_value(ap, v, false);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = schema.get("items").filter(|i| i.is_object()) {
+                for v in items.iter_mut() {
+                    default_value(item, v, false);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Paths [`prune`] would remove, leaving `obj` untouched.
 pub fn unknown_fields(crd: &Value, version: &str, obj: &Value) -> Vec<String> {
     let mut copy = obj.clone();
@@ -167,6 +214,25 @@ pub(crate) fn child(path: &str, key: &str) -> String {
     }
 }
 
+/// The fields of ObjectMeta.
+const OBJECT_META_FIELDS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
 fn prune_value(schema: &Value, value: &mut Value, path: &str, root: bool, out: &mut Vec<String>) {
     if is_true(schema, "x-kubernetes-int-or-string") {
         return;
@@ -179,7 +245,22 @@ fn prune_value(schema: &Value, value: &mut Value, path: &str, root: bool, out: &
             let additional = schema.get("additionalProperties");
             let mut remove = Vec::new();
             for (k, v) in map.iter_mut() {
-                if (root || embedded) && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                if (root || embedded) && k == "metadata" {
+                    // ObjectMeta is a known type: its unknown fields go too.
+                    if let Value::Object(meta) = v {
+                        let unknown: Vec<String> = meta
+                            .keys()
+                            .filter(|f| !OBJECT_META_FIELDS.contains(&f.as_str()))
+                            .cloned()
+                            .collect();
+                        for f in unknown {
+                            meta.remove(&f);
+                            out.push(child(&child(path, "metadata"), &f));
+                        }
+                    }
+                    continue;
+                }
+                if (root || embedded) && matches!(k.as_str(), "apiVersion" | "kind") {
                     continue;
                 }
                 let p = child(path, k);
@@ -837,6 +918,24 @@ pub fn kind_schema(crd: &Value, version: &str, ref_prefix: &str) -> Option<Value
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_fill_missing_properties() {
+        let crd = serde_json::json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": {
+            "type": "object",
+            "properties": {"spec": {"type": "object", "properties": {
+                "a": {"type": "string", "default": "A"},
+                "b": {"type": "object", "default": {}, "properties": {"c": {"type": "integer", "default": 3}}},
+                "items": {"type": "array", "items": {"type": "object", "properties": {"d": {"type": "boolean", "default": true}}}},
+            }}},
+        }}}]}});
+        let mut obj = serde_json::json!({"spec": {"a": "given", "items": [{}, {"d": false}]}});
+        apply_defaults(&crd, "v1", &mut obj);
+        assert_eq!(
+            obj,
+            serde_json::json!({"spec": {"a": "given", "b": {"c": 3}, "items": [{"d": true}, {"d": false}]}})
+        );
+    }
     use serde_json::json;
 
     fn crd() -> Value {

@@ -382,8 +382,24 @@ pub async fn route(ctx: Ctx, req: Request) -> ApiResult<Response> {
     }
 }
 
+/// A custom resource as read: its schema's defaults applied (objects
+/// stored before a default was added get it too, as upstream does).
+pub fn read_defaults(ctx: &Ctx, obj: &mut Value) {
+    if let Some(crd) = &ctx.crd {
+        rkube_apimachinery::crd::apply_defaults(crd, &ctx.res.version, obj);
+    }
+}
+
 /// Renders one object per the requested representation.
 pub fn render_one(ctx: &Ctx, obj: &Value, code: StatusCode) -> Response {
+    let mut defaulted;
+    let obj = if ctx.crd.is_some() {
+        defaulted = obj.clone();
+        read_defaults(ctx, &mut defaulted);
+        &defaulted
+    } else {
+        obj
+    };
     match ctx.repr {
         Representation::Table => {
             let rv = meta_str(obj, "resourceVersion").unwrap_or("").to_string();
@@ -556,6 +572,7 @@ pub async fn list_objects(ctx: &Ctx) -> ApiResult<(Vec<Value>, u64, Option<Strin
             continue;
         }
         stamp_kind(ctx, &mut v);
+        read_defaults(ctx, &mut v);
         items.push(v);
         last_key = Some(kv.key.clone());
     }
@@ -667,6 +684,29 @@ fn field_validation(ctx: &Ctx, obj: &mut Value) -> ApiResult<Vec<String>> {
     }
 }
 
+/// With `fieldValidation=Strict`, an apply configuration of a custom
+/// resource may only hold fields its schema declares; the error reads like
+/// structured-merge-diff's typed-patch error.
+fn check_apply_fields(ctx: &Ctx, patch_doc: &Value) -> ApiResult<()> {
+    let (Some(crd), Some("Strict")) = (&ctx.crd, ctx.q("fieldValidation")) else {
+        return Ok(());
+    };
+    let unknown = rkube_apimachinery::crd::unknown_fields(crd, &ctx.res.version, patch_doc);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "failed to create typed patch object ({}, Kind={}): {}",
+        ctx.res.api_version(),
+        ctx.res.kind,
+        unknown
+            .iter()
+            .map(|f| format!(".{f}: field not declared in schema"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
 /// Removes the field at a path like `spec.containers[0].foo`.
 fn remove_path(obj: &mut Value, path: &str) {
     let mut segs: Vec<Result<String, usize>> = Vec::new();
@@ -717,6 +757,7 @@ fn admit(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     let name = objects::name(obj).to_string();
     if let Some(crd) = &ctx.crd {
         rkube_apimachinery::crd::prune(crd, &ctx.res.version, obj);
+        rkube_apimachinery::crd::apply_defaults(crd, &ctx.res.version, obj);
         let mut causes = validation::validate_object_meta(
             obj,
             ctx.res.namespaced,
@@ -1257,6 +1298,7 @@ pub async fn patch_object(
         let Some((kv, old)) = loaded else {
             // Apply creates.
             check_type(ctx, &patch_doc)?;
+            check_apply_fields(ctx, &patch_doc)?;
             let obj = patch::apply(
                 None,
                 &patch_doc,
@@ -1280,6 +1322,7 @@ pub async fn patch_object(
             }
             "application/apply-patch+yaml" => {
                 check_type(ctx, &patch_doc)?;
+                check_apply_fields(ctx, &patch_doc)?;
                 patch::apply(
                     Some(&old),
                     &patch_doc,

@@ -87,9 +87,19 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
         .crd
         .as_ref()
         .and_then(|crd| rkube_apimachinery::crd::printer_columns(crd, &res.version));
+    let crd = ctx.crd.clone();
     tokio::spawn(async move {
         let mut first = true;
         let mut render = |obj: &Value| -> Value {
+            let mut defaulted;
+            let obj = match &crd {
+                Some(crd) => {
+                    defaulted = obj.clone();
+                    rkube_apimachinery::crd::apply_defaults(crd, &res.version, &mut defaulted);
+                    &defaulted
+                }
+                None => obj,
+            };
             match repr {
                 Representation::Json => obj.clone(),
                 Representation::PartialMetadata => {
