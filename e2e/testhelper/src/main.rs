@@ -4,11 +4,13 @@
 //! `/agnhost` in the conformance-lite test image.
 
 mod connect;
+mod crd_conversion;
 mod dns;
 mod entrypoint;
 mod flags;
 mod grpc_health;
 mod http;
+mod https;
 mod json;
 mod liveness;
 mod logs_generator;
@@ -18,14 +20,17 @@ mod nettest;
 mod pause;
 mod port_forward;
 mod porter;
+mod review;
 mod serve_hostname;
 mod sys;
 mod util;
+mod webhook;
 mod webserver;
 
 /// Subcommands and their one-line descriptions, for the usage text.
 const COMMANDS: &[(&str, &str)] = &[
     ("connect", "Attempts a TCP or UDP connection and returns useful errors"),
+    ("crd-conversion-webhook", "Starts HTTP server on port 443 for testing CustomResourceConversionWebhook"),
     ("dns-server-list", "Prints the host's DNS Server list"),
     ("dns-suffix", "Prints the host's DNS suffix list"),
     ("entrypoint-tester", "Prints the args it's passed and exits"),
@@ -41,12 +46,11 @@ const COMMANDS: &[(&str, &str)] = &[
     ("porter", "Serves requested data on ports specified in ENV variables"),
     ("serve-hostname", "Serves the hostname"),
     ("test-webserver", "Starts a simple HTTP fileserver"),
+    ("webhook", "Starts a HTTP server, useful for testing MutatingAdmissionWebhook and ValidatingAdmissionWebhook"),
 ];
 
 /// Upstream subcommands this helper deliberately does not implement.
 const UNSUPPORTED: &[&str] = &[
-    "webhook",
-    "crd-conversion-webhook",
     "audit-proxy",
     "fake-gitserver",
     "guestbook",
@@ -81,6 +85,7 @@ fn run(all: &[String]) -> i32 {
             0
         }
         "connect" => connect::run(rest),
+        "crd-conversion-webhook" => crd_conversion::run(rest),
         "dns-server-list" => dns::server_list(),
         "dns-suffix" => dns::suffix(),
         "entrypoint-tester" => entrypoint::run(all),
@@ -96,6 +101,7 @@ fn run(all: &[String]) -> i32 {
         "porter" => porter::run(rest),
         "serve-hostname" => serve_hostname::run(rest),
         "test-webserver" => webserver::run(rest),
+        "webhook" => webhook::run(rest),
         other if UNSUPPORTED.contains(&other) => {
             eprintln!("{other} not supported by rkube-testhelper");
             1

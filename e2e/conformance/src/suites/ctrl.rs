@@ -1,5 +1,7 @@
-//! Controllers: ReplicationController, ReplicaSet, Deployment scaling and
-//! adoption, ResourceQuota accounting, Jobs and the garbage collector.
+//! Controllers: ReplicationController, ReplicaSet, Deployment scaling
+//! (proportional too) and adoption, ResourceQuota accounting, Jobs (pod
+//! failure policies), StatefulSets (partitioned updates, recreation of
+//! rejected pods) and the garbage collector.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,13 +10,16 @@ use anyhow::{bail, ensure, Context as _, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Pod, ReplicationController, ResourceQuota, Secret, Service,
+    ConfigMap, Node, Pod, ReplicationController, ResourceQuota, Secret, Service,
 };
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use serde_json::{json, Value};
 
 use crate::conformance;
 use crate::ctx::{from_json, phase, pod, ready, wait_for, Ctx};
+use crate::suites::pods::watch_until;
 use crate::Test;
 
 /// The tests of this module.
@@ -144,6 +149,13 @@ pub fn tests() -> Vec<Test> {
         conformance!("StatefulSet, Scaling", sts_ordered_scaling),
         conformance!("EndpointSlice Mirroring", slice_mirroring),
         conformance!("Deployment Rollover", deploy_rollover),
+        conformance!("Deployment Proportional Scaling", deploy_proportional),
+        conformance!(
+            "Ensure pod failure policy allows to ignore failure matching on the DisruptionTarget condition",
+            job_pfp_ignore_disruption
+        ),
+        conformance!("StatefulSet, Recreate Failed Pod", sts_recreate_evicted),
+        conformance!("StatefulSet, Rolling Update with Partition", sts_canary),
     ]
 }
 
@@ -2754,6 +2766,24 @@ async fn make_probed_sts(
     labels: &Value,
     policy: &str,
 ) -> Result<()> {
+    make_probed_sts_with(
+        c,
+        name,
+        replicas,
+        labels,
+        json!({"podManagementPolicy": policy}),
+    )
+    .await
+}
+
+/// [`make_probed_sts`] with `extra` fields of the StatefulSet's spec.
+async fn make_probed_sts_with(
+    c: &Ctx,
+    name: &str,
+    replicas: i32,
+    labels: &Value,
+    extra: Value,
+) -> Result<()> {
     c.create::<Service>(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "test"},
@@ -2767,13 +2797,18 @@ async fn make_probed_sts(
         json!({"readinessProbe": {"httpGet": {"path": "/index.html", "port": 80},
                                   "periodSeconds": 1, "successThreshold": 1, "failureThreshold": 1}}),
     );
-    c.create::<Sts>(json!({
+    let mut sts = json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"replicas": replicas, "serviceName": "test", "podManagementPolicy": policy,
+        "spec": {"replicas": replicas, "serviceName": "test",
                  "selector": {"matchLabels": labels}, "template": tpl},
-    }))
-    .await?;
+    });
+    if let (Some(o), Some(e)) = (sts["spec"].as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    c.create::<Sts>(sts).await?;
     Ok(())
 }
 
@@ -3113,6 +3148,632 @@ async fn deploy_rollover(c: Ctx) -> Result<()> {
     ensure!(
         d.status.and_then(|s| s.available_replicas) == Some(1),
         "not available"
+    );
+    Ok(())
+}
+
+// ------------------------------------------ Deployment proportional scaling
+
+/// An image reference nothing can pull (a rollout to it never becomes
+/// available); upstream uses "webserver:404".
+const UNPULLABLE: &str = "rkube.local/e2e/does-not-exist:1";
+
+fn rs_spec_replicas(r: &ReplicaSet) -> i32 {
+    r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+}
+
+fn rs_image(r: &ReplicaSet) -> String {
+    r.spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+/// Upstream's waitForReplicaSetDesiredReplicas: the controller observed
+/// the current spec and made .status.replicas match it.
+fn rs_desired(r: &ReplicaSet) -> bool {
+    let s = r.status.clone().unwrap_or_default();
+    s.replicas == rs_spec_replicas(r) && s.observed_generation >= r.metadata.generation
+}
+
+/// Waits until ReplicaSet `name` satisfies `ok` (described by `what`).
+async fn wait_rs(
+    c: &Ctx,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&ReplicaSet) -> bool,
+) -> Result<ReplicaSet> {
+    let api = c.api::<ReplicaSet>();
+    let last = std::sync::Mutex::new(String::new());
+    let res = wait_for(&format!("replicaset {name} {what}"), CTRL_WAIT, || {
+        let api = api.clone();
+        let (ok, last) = (&ok, &last);
+        async move {
+            let r = api.get(name).await?;
+            if let Ok(mut l) = last.lock() {
+                *l = format!(
+                    "spec.replicas {}, status {:?}",
+                    rs_spec_replicas(&r),
+                    r.status
+                );
+            }
+            Ok(ok(&r).then_some(r))
+        }
+    })
+    .await;
+    res.with_context(|| {
+        format!(
+            "last seen: {}",
+            last.lock().map(|l| l.clone()).unwrap_or_default()
+        )
+    })
+}
+
+/// Waits until the deployment controller observed the latest spec.
+async fn wait_deploy_observed(c: &Ctx, name: &str) -> Result<Deployment> {
+    let api = c.api::<Deployment>();
+    wait_for(
+        &format!("deployment {name} to observe its latest generation"),
+        CTRL_WAIT,
+        || async {
+            let d = api.get(name).await?;
+            let og = d.status.as_ref().and_then(|s| s.observed_generation);
+            Ok((og >= d.metadata.generation).then_some(d))
+        },
+    )
+    .await
+}
+
+async fn deploy_proportional(c: Ctx) -> Result<()> {
+    let name = "webserver-deployment";
+    let labels = json!({"name": "httpd"});
+    let tpl = template(&labels, "httpd", &c.env.images.httpd, json!({}));
+    let mut d = deploy_json(name, 10, &labels, tpl);
+    d["spec"]["strategy"] = json!({"type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 3, "maxUnavailable": 2}});
+    c.create::<Deployment>(d).await?;
+    wait_deploy_observed(&c, name).await?;
+    wait_deploy_complete(&c, name).await?;
+    let rss = c.api::<ReplicaSet>();
+    let all = rss
+        .list(&ListParams::default().labels("name=httpd"))
+        .await?
+        .items;
+    ensure!(
+        all.len() == 1,
+        "want 1 replicaset after the first rollout, got {}",
+        all.len()
+    );
+    let first = all[0].metadata.name.clone().unwrap_or_default();
+
+    // A rollout to an image that cannot be pulled stays partial.
+    let api = c.api::<Deployment>();
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "httpd", "image": UNPULLABLE}]}}}})),
+    )
+    .await
+    .context("update the deployment's image")?;
+    wait_deploy_observed(&c, name).await?;
+    // The first replicaset keeps replicas - maxUnavailable = 8 available.
+    wait_rs(&c, &first, "to have 8 available replicas", |r| {
+        r.status.as_ref().and_then(|s| s.available_replicas) == Some(8)
+            && r.status.as_ref().and_then(|s| s.observed_generation) >= r.metadata.generation
+    })
+    .await?;
+    wait_rs(&c, &first, "to have .spec.replicas = 8", |r| {
+        rs_spec_replicas(r) == 8
+    })
+    .await?;
+    wait_rs(&c, &first, "to have its desired replicas", rs_desired).await?;
+    // The second gets replicas + maxSurge - 8 = 5, none available.
+    let second = wait_for("the second rollout's replicaset", CTRL_WAIT, || async {
+        let l = rss
+            .list(&ListParams::default().labels("name=httpd"))
+            .await?
+            .items;
+        Ok(l.into_iter().find(|r| rs_image(r) == UNPULLABLE))
+    })
+    .await?;
+    let avail = second
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    ensure!(
+        avail == 0,
+        "the second replicaset has {avail} available replicas, want 0"
+    );
+    let second = second.metadata.name.clone().unwrap_or_default();
+    wait_rs(&c, &second, "to have .spec.replicas = 5", |r| {
+        rs_spec_replicas(r) == 5
+    })
+    .await?;
+    wait_rs(&c, &second, "to have its desired replicas", rs_desired).await?;
+    let d = api.get(name).await?;
+    let avail = d
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    ensure!(
+        avail >= 8,
+        "the deployment has {avail} available replicas, want at least 8"
+    );
+
+    // Scaling to 30 mid-rollout spreads the 20 new replicas 8:5.
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 30}})),
+    )
+    .await
+    .context("scale the deployment to 30")?;
+    wait_rs(
+        &c,
+        &first,
+        "to have .spec.replicas = 20 (8 + 20*8/13)",
+        |r| rs_spec_replicas(r) == 20,
+    )
+    .await?;
+    wait_rs(
+        &c,
+        &second,
+        "to have .spec.replicas = 13 (5 + 20*5/13)",
+        |r| rs_spec_replicas(r) == 13,
+    )
+    .await?;
+    Ok(())
+}
+
+// ----------------------------- Job pod failure policy and pod disruptions
+
+/// A ready node to pin pods to, by its kubernetes.io/hostname label.
+async fn schedulable_node(c: &Ctx) -> Result<(String, String)> {
+    let nodes = c.all::<Node>().list(&ListParams::default()).await?.items;
+    let n = nodes
+        .iter()
+        .find(|n| {
+            let unsched = n
+                .spec
+                .as_ref()
+                .and_then(|s| s.unschedulable)
+                .unwrap_or(false);
+            let ready = n
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            ready && !unsched
+        })
+        .context("no ready schedulable node")?;
+    let name = n.metadata.name.clone().unwrap_or_default();
+    let host = n
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("kubernetes.io/hostname").cloned())
+        .unwrap_or_else(|| name.clone());
+    Ok((name, host))
+}
+
+/// Why the containers of the live pods of `selector` wait, if any does
+/// with a reason other than ContainerCreating ("pod/container: reason:
+/// message", joined).
+async fn pods_waiting(c: &Ctx, selector: &str) -> Result<String> {
+    let mut out = Vec::new();
+    for p in live_pods(c, selector).await? {
+        let statuses = p.status.as_ref().and_then(|s| s.container_statuses.clone());
+        for cs in statuses.unwrap_or_default() {
+            let Some(w) = cs.state.and_then(|s| s.waiting) else {
+                continue;
+            };
+            let reason = w.reason.unwrap_or_default();
+            if reason.is_empty() || reason == "ContainerCreating" {
+                continue;
+            }
+            let msg = w.message.unwrap_or_default();
+            out.push(format!("{}/{}: {reason}: {msg}", pod_name(&p), cs.name));
+        }
+    }
+    Ok(out.join("; "))
+}
+
+async fn job_pfp_ignore_disruption(c: Ctx) -> Result<()> {
+    let name = "evicted-pod-ignore-on-disruption-condition";
+    let (_, host) = schedulable_node(&c).await?;
+    // Each index marks itself on the node, then runs until evicted; its
+    // replacement sees the mark and succeeds.
+    let script = "if [ -r /data/foo-$JOB_COMPLETION_INDEX ]; then exit 0; \
+                  else touch /data/foo-$JOB_COMPLETION_INDEX; sleep 1000000; fi";
+    let mut j = job_json(
+        &c,
+        name,
+        "Never",
+        3,
+        3,
+        json!({"backoffLimit": 2, "completionMode": "Indexed", "podFailurePolicy": {"rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]}}),
+        script,
+    );
+    let dir = format!(
+        "/tmp/job-e2e/{}{}",
+        crate::ctx::suffix(),
+        crate::ctx::suffix()
+    );
+    let spec = &mut j["spec"]["template"]["spec"];
+    spec["nodeSelector"] = json!({"kubernetes.io/hostname": host});
+    spec["volumes"] =
+        json!([{"name": "data", "hostPath": {"path": dir, "type": "DirectoryOrCreate"}}]);
+    spec["containers"][0]["securityContext"] = json!({"privileged": true});
+    spec["containers"][0]["readinessProbe"] = json!({"periodSeconds": 1, "exec": {
+        "command": ["/bin/sh", "-c", "cat /data/foo-$JOB_COMPLETION_INDEX"]}});
+    c.create::<Job>(j).await?;
+    let api = c.api::<Job>();
+    let seen = std::sync::Mutex::new(String::new());
+    wait_for("the job's 3 pods to be ready", c.env.pod_start, || async {
+        let j = api.get(name).await?;
+        let waiting = pods_waiting(&c, &format!("job={name}")).await?;
+        if let Ok(mut s) = seen.lock() {
+            *s = waiting;
+        }
+        Ok((j.status.and_then(|s| s.ready) == Some(3)).then_some(()))
+    })
+    .await
+    .map_err(|e| {
+        let s = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        if s.is_empty() {
+            e
+        } else {
+            e.context(format!("containers waiting: {s}"))
+        }
+    })?;
+    let pods = wait_job_pods_running(&c, name, 3).await?;
+    // Evict every pod at once; each must go away.
+    let evictions = pods.iter().map(|p| {
+        let c = &c;
+        let pod = pod_name(p);
+        async move {
+            evicted(evict(c, &pod).await).with_context(|| format!("evict {pod}"))?;
+            let pods = c.pods();
+            wait_for(
+                &format!("evicted pod {pod} to be gone"),
+                c.env.pod_start,
+                || async { Ok(pods.get_opt(&pod).await?.is_none().then_some(())) },
+            )
+            .await
+        }
+    });
+    futures::future::try_join_all(evictions).await?;
+    // The failures were disruptions: ignored, so the job completes.
+    let j = wait_job_condition(&c, name, "Complete")
+        .await
+        .map_err(|e| {
+            e.context("the job did not complete although its only failures were evictions")
+        })?;
+    let r = job_cond_reason(&j, "Complete");
+    ensure!(
+        r.as_deref() == Some("CompletionsReached"),
+        "Complete reason {r:?}, want CompletionsReached"
+    );
+    let s = j.status.unwrap_or_default();
+    ensure!(
+        s.succeeded == Some(3),
+        "{:?} pods succeeded, want 3",
+        s.succeeded
+    );
+    Ok(())
+}
+
+// ----------------------------------------- StatefulSet: evicted pod
+
+async fn sts_recreate_evicted(c: Ctx) -> Result<()> {
+    let (node, _) = schedulable_node(&c).await?;
+    let port = json!({"hostPort": 21017, "containerPort": 21017, "name": "conflict"});
+    // A pod holding the host port on the node.
+    let p = pod(
+        "test-pod",
+        json!({"nodeName": node, "containers": [
+            {"name": "webserver", "image": c.env.images.httpd, "ports": [port]}]}),
+    );
+    c.create_pod(p).await?;
+    c.wait_pod("test-pod", "Running", |p| phase(p) == "Running")
+        .await?;
+    // A StatefulSet whose pod wants the same host port on the same node.
+    let labels = json!({"foo": "bar", "baz": "blah"});
+    c.create::<Service>(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "test"},
+        "spec": {"clusterIP": "None", "selector": labels, "ports": [{"port": 80, "name": "http"}]},
+    }))
+    .await?;
+    let mut tpl = template(
+        &labels,
+        "webserver",
+        &c.env.images.httpd,
+        json!({"ports": [port]}),
+    );
+    tpl["spec"]["nodeName"] = json!(node);
+    let pods = c.pods();
+    let lp = ListParams::default().fields("metadata.name=ss-0");
+    let rv = pods
+        .list(&lp)
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    c.create::<Sts>(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "ss", "labels": labels},
+        "spec": {"replicas": 1, "serviceName": "test",
+                 "selector": {"matchLabels": labels}, "template": tpl},
+    }))
+    .await?;
+    // The node rejects ss-0; the controller deletes it (and recreates it).
+    let mut first_uid: Option<String> = None;
+    let mut stuck: Option<String> = None;
+    let wp = WatchParams::default().fields("metadata.name=ss-0");
+    watch_until(
+        &pods,
+        &wp,
+        &rv,
+        Duration::from_secs(90),
+        "ss-0 to be rejected by the node and deleted by the StatefulSet controller",
+        |ev| match ev {
+            WatchEvent::Deleted(_) => Ok(first_uid.is_some()),
+            WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+                first_uid = p.metadata.uid.clone();
+                stuck = (phase(p) == "Running").then(|| {
+                    "ss-0 runs on the node although test-pod holds its host port 21017 \
+                     (the node admitted a host port conflict)"
+                        .to_string()
+                });
+                Ok(false)
+            }
+            _ => Ok(false),
+        },
+    )
+    .await
+    .map_err(|e| match &stuck {
+        Some(why) => e.context(why.clone()),
+        None => e,
+    })?;
+    // Freed of the conflict, ss-0 is recreated and runs.
+    pods.delete("test-pod", &DeleteParams::default().grace_period(0))
+        .await
+        .context("delete the pod holding the host port")?;
+    wait_for("a recreated ss-0 to run", CTRL_WAIT, || async {
+        let Some(p) = pods.get_opt("ss-0").await? else {
+            return Ok(None);
+        };
+        if phase(&p) != "Running" {
+            return Ok(None);
+        }
+        ensure!(
+            p.metadata.uid != first_uid,
+            "ss-0 runs but was never recreated (uid {:?})",
+            p.metadata.uid
+        );
+        Ok(Some(()))
+    })
+    .await
+}
+
+// ------------------------- StatefulSet: canary and phased rolling updates
+
+/// The live pods of StatefulSet `name`, by ordinal.
+async fn sts_pods(c: &Ctx, name: &str, selector: &str) -> Result<Vec<Pod>> {
+    let mut ps: Vec<(usize, Pod)> = live_pods(c, selector)
+        .await?
+        .into_iter()
+        .filter_map(|p| {
+            let ord = pod_name(&p)
+                .strip_prefix(&format!("{name}-"))?
+                .parse()
+                .ok()?;
+            Some((ord, p))
+        })
+        .collect();
+    ps.sort_by_key(|(o, _)| *o);
+    Ok(ps.into_iter().map(|(_, p)| p).collect())
+}
+
+fn revision_label(p: &Pod) -> String {
+    p.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("controller-revision-hash").cloned())
+        .unwrap_or_default()
+}
+
+fn pod_image(p: &Pod) -> String {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+/// (current, update) revisions of a StatefulSet's status.
+fn sts_revisions(ss: &Sts) -> (String, String) {
+    let s = ss.status.clone().unwrap_or_default();
+    (
+        s.current_revision.unwrap_or_default(),
+        s.update_revision.unwrap_or_default(),
+    )
+}
+
+/// Upstream's waitForStatus: the controller observed the latest spec.
+async fn wait_sts_observed(c: &Ctx, name: &str) -> Result<Sts> {
+    let api: kube::Api<Sts> = c.api();
+    wait_for(
+        &format!("statefulset {name} to observe its latest generation"),
+        CTRL_WAIT,
+        || async {
+            let ss = api.get(name).await?;
+            let og = ss.status.as_ref().and_then(|s| s.observed_generation);
+            Ok((og >= ss.metadata.generation).then_some(ss))
+        },
+    )
+    .await
+}
+
+/// Upstream's waitForPartitionedRollingUpdate: every pod from the
+/// partition up is on the update revision (all of them, and the set's
+/// current revision caught up, once the partition is 0).
+async fn wait_partitioned(
+    c: &Ctx,
+    name: &str,
+    selector: &str,
+    partition: usize,
+) -> Result<Vec<Pod>> {
+    let api: kube::Api<Sts> = c.api();
+    wait_for(
+        &format!("statefulset {name} to roll out from ordinal {partition} up"),
+        CTRL_WAIT,
+        || async {
+            let ss = api.get(name).await?;
+            let replicas = ss.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) as usize;
+            let (current, update) = sts_revisions(&ss);
+            let pods = sts_pods(c, name, selector).await?;
+            if pods.len() < replicas || (partition == 0 && current != update) {
+                return Ok(None);
+            }
+            let rolled = pods[partition.min(pods.len())..]
+                .iter()
+                .all(|p| revision_label(p) == update);
+            Ok(rolled.then_some(pods))
+        },
+    )
+    .await
+}
+
+/// Pods below the partition run `old` on revision `current`, the others
+/// `new` on revision `update`.
+fn check_partition(
+    pods: &[Pod],
+    partition: usize,
+    (old, new): (&str, &str),
+    (current, update): (&str, &str),
+) -> Result<()> {
+    for (i, p) in pods.iter().enumerate() {
+        let (image, rev) = if i < partition {
+            (old, current)
+        } else {
+            (new, update)
+        };
+        ensure!(
+            pod_image(p) == image,
+            "pod {} has image {}, want {image} (partition {partition})",
+            pod_name(p),
+            pod_image(p)
+        );
+        ensure!(
+            revision_label(p) == rev,
+            "pod {} is on revision {}, want {rev} (partition {partition})",
+            pod_name(p),
+            revision_label(p)
+        );
+    }
+    Ok(())
+}
+
+async fn set_partition(c: &Ctx, name: &str, partition: usize) -> Result<()> {
+    let api: kube::Api<Sts> = c.api();
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"updateStrategy": {"type": "RollingUpdate",
+            "rollingUpdate": {"partition": partition}}}})),
+    )
+    .await
+    .with_context(|| format!("set the partition of {name} to {partition}"))?;
+    Ok(())
+}
+
+async fn sts_canary(c: Ctx) -> Result<()> {
+    let labels = json!({"foo": "bar", "baz": "blah"});
+    let sel = "foo=bar,baz=blah";
+    let name = "ss2";
+    make_probed_sts_with(
+        &c,
+        name,
+        3,
+        &labels,
+        json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 3}}}),
+    )
+    .await?;
+    wait_pods_ready(&c, sel, 3).await?;
+    let ss = wait_sts_observed(&c, name).await?;
+    let (current, update) = sts_revisions(&ss);
+    ensure!(
+        !current.is_empty() && current == update,
+        "current revision {current:?} differs from update revision {update:?} before any update"
+    );
+    for p in sts_pods(&c, name, sel).await? {
+        ensure!(
+            revision_label(&p) == current,
+            "pod {} is on revision {}, want {current}",
+            pod_name(&p),
+            revision_label(&p)
+        );
+    }
+    let old = c.env.images.httpd.clone();
+    let new = c.env.images.httpd_new.clone();
+    let api: kube::Api<Sts> = c.api();
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "webserver", "image": new}]}}}})),
+    )
+    .await
+    .context("update the template's image")?;
+    let ss = wait_sts_observed(&c, name).await?;
+    let (current, update) = sts_revisions(&ss);
+    ensure!(
+        current != update,
+        "the template update made no new revision (current = update = {current:?})"
+    );
+    let images = (old.as_str(), new.as_str());
+    let revs = (current.as_str(), update.as_str());
+    // A partition above the replicas updates no pod.
+    check_partition(&sts_pods(&c, name, sel).await?, 3, images, revs)
+        .context("partition 3 of 3 replicas")?;
+    // Canary: partition 2 updates only the last pod.
+    set_partition(&c, name, 2).await?;
+    let pods = wait_partitioned(&c, name, sel, 2).await?;
+    check_partition(&pods, 2, images, revs).context("canary")?;
+    // Deleted pods come back on the revision their ordinal is due.
+    for i in [0, 2] {
+        c.pods()
+            .delete(
+                &format!("{name}-{i}"),
+                &DeleteParams::default().grace_period(0),
+            )
+            .await
+            .with_context(|| format!("delete {name}-{i}"))?;
+    }
+    wait_pods_ready(&c, sel, 3).await?;
+    check_partition(&sts_pods(&c, name, sel).await?, 2, images, revs)
+        .context("pods recreated after deletion")?;
+    // Phased roll out: lower the partition one ordinal at a time.
+    for partition in (0..2).rev() {
+        set_partition(&c, name, partition).await?;
+        let pods = wait_partitioned(&c, name, sel, partition).await?;
+        check_partition(&pods, partition, images, revs)
+            .with_context(|| format!("phased update, partition {partition}"))?;
+    }
+    let (current, _) = sts_revisions(&api.get(name).await?);
+    ensure!(
+        current == update,
+        "after the phased update the current revision is {current}, want {update}"
     );
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Cluster DNS conformance: names of the cluster, of headless and regular
-//! services (A, SRV, PTR, partially qualified) and of pods with a hostname
-//! and subdomain, looked up from a prober pod with busybox nslookup (our
-//! stand-in for upstream's dig in jessie-dnsutils).
+//! services (A, SRV, PTR, partially qualified), of ExternalName services
+//! (CNAME) and of pods with a hostname and subdomain, looked up from a
+//! prober pod with busybox nslookup (our stand-in for upstream's dig in
+//! jessie-dnsutils); and a pod's own dnsConfig (nameservers, searches).
 
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ pub fn tests() -> Vec<Test> {
         conformance!("DNS, PQDN for services", dns_pqdn),
         conformance!("DNS, resolve the hostname", dns_hostname),
         conformance!("DNS, resolve the subdomain", dns_subdomain),
+        conformance!("DNS, for ExternalName Services", dns_external_name),
+        conformance!("DNS, custom dnsConfig", dns_custom_config),
     ]
 }
 
@@ -242,4 +245,122 @@ async fn dns_subdomain(c: Ctx) -> Result<()> {
         ]
     })
     .await
+}
+
+// ------------------------------------------------------- ExternalName
+
+/// From `prober`, `qtype` lookups of `fqdn` (absolute: no search list)
+/// answer `want` (a CNAME target or an address) within the pod start
+/// timeout, as upstream's validateTargetedProbeOutput.
+async fn expect_targeted(c: &Ctx, prober: &str, fqdn: &str, qtype: &str, want: &str) -> Result<()> {
+    let cmd = format!("nslookup -type={qtype} {fqdn}.");
+    crate::ctx::wait_for(
+        &format!("{qtype} lookup of {fqdn} to answer {want}"),
+        c.env.pod_start,
+        || {
+            let cmd = cmd.clone();
+            async move {
+                let out = c.exec(prober, None, &["/bin/sh", "-c", &cmd]).await?;
+                let answers: Vec<String> = if qtype == "cname" {
+                    out.lines()
+                        .filter_map(|l| {
+                            l.split_once("canonical name =")
+                                .map(|(_, t)| t.trim().to_string())
+                        })
+                        .collect()
+                } else {
+                    super::services::answered_addresses(&out)
+                };
+                if answers
+                    .iter()
+                    .any(|a| a.trim_end_matches('.') == want.trim_end_matches('.'))
+                {
+                    return Ok(Some(()));
+                }
+                bail!("answered {answers:?}")
+            }
+        },
+    )
+    .await
+}
+
+async fn dns_external_name(c: Ctx) -> Result<()> {
+    let name = "dns-test-service-3";
+    c.create::<Service>(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"type": "ExternalName", "externalName": "foo.example.com"},
+    }))
+    .await
+    .context("failed to create ExternalName service")?;
+    let fqdn = format!("{name}.{}.svc.{DOMAIN}", c.ns);
+    let p = prober(&c).await?;
+    // Only cluster names are looked up, and only from the cluster DNS.
+    super::services::require_cluster_dns(&c, &p).await?;
+    expect_targeted(&c, &p, &fqdn, "cname", "foo.example.com.").await?;
+
+    let svcs = c.api::<Service>();
+    let mut s = svcs.get(name).await?;
+    s.spec.get_or_insert_with(Default::default).external_name = Some("bar.example.com".into());
+    svcs.replace(name, &Default::default(), &s)
+        .await
+        .context("failed to change externalName of service")?;
+    expect_targeted(&c, &p, &fqdn, "cname", "bar.example.com.").await?;
+
+    let mut s = svcs.get(name).await?;
+    let spec = s.spec.get_or_insert_with(Default::default);
+    spec.type_ = Some("ClusterIP".into());
+    spec.external_name = None;
+    spec.ports = Some(vec![crate::ctx::from_json(
+        json!({"port": 80, "name": "http", "protocol": "TCP"}),
+    )?]);
+    let s = svcs
+        .replace(name, &Default::default(), &s)
+        .await
+        .context("failed to change service type to ClusterIP")?;
+    let ip = s
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .filter(|ip| !ip.is_empty())
+        .context("the service has no cluster IP after the change to ClusterIP")?;
+    let qtype = if ip.contains(':') { "aaaa" } else { "a" };
+    expect_targeted(&c, &p, &fqdn, qtype, &ip).await
+}
+
+// ---------------------------------------------------------- dnsConfig
+
+/// Upstream's custom dnsConfig test: a pod with dnsPolicy None gets the
+/// given nameserver and search path in its resolv.conf, as read by agnhost
+/// `dns-suffix` and `dns-server-list` (the nameserver is never queried).
+async fn dns_custom_config(c: Ctx) -> Result<()> {
+    let server = "1.1.1.1";
+    let search = "resolv.conf.local";
+    let name = "test-dns-nameservers";
+    c.create_pod(pod(
+        name,
+        json!({
+            "dnsPolicy": "None",
+            "dnsConfig": {"nameservers": [server], "searches": [search]},
+            "containers": [{"name": "agnhost-container", "image": c.env.images.agnhost, "args": ["pause"]}],
+        }),
+    ))
+    .await?;
+    c.wait_running(name).await?;
+    let run = |arg: &'static str| {
+        let c = &c;
+        async move {
+            c.exec(name, Some("agnhost-container"), &["/agnhost", arg])
+                .await
+                .with_context(|| format!("failed to run command '/agnhost {arg}' on pod"))
+        }
+    };
+    let out = run("dns-suffix").await?;
+    if !out.contains(search) {
+        bail!("customized DNS suffix list not found configured in pod, expected to contain: {search}, got: {out}");
+    }
+    let out = run("dns-server-list").await?;
+    if !out.contains(server) {
+        bail!("customized DNS server not found in configured in pod, expected to contain: {server}, got: {out}");
+    }
+    Ok(())
 }

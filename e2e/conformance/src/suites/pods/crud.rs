@@ -11,7 +11,7 @@ use kube::api::{
 };
 use serde_json::json;
 
-use super::{condition, uid, wait_for, wait_pod_until};
+use super::{condition, uid, wait_for, wait_pod_until, watch_until};
 use crate::conformance;
 use crate::ctx::{phase, pod, Ctx};
 use crate::Test;
@@ -378,18 +378,9 @@ async fn pod_status_lifecycle(c: Ctx) -> Result<()> {
     c.create_pod(p).await?;
 
     // watching for the pod to be running (upstream only logs a miss)
-    let mut w = pods
-        .watch(&WatchParams::default().labels(labels), &rv)
-        .await?
-        .boxed();
-    let _ = tokio::time::timeout(c.env.pod_start, async {
-        while let Ok(Some(ev)) = w.try_next().await {
-            if let WatchEvent::Added(p) | WatchEvent::Modified(p) = ev {
-                if phase(&p) == "Running" {
-                    break;
-                }
-            }
-        }
+    let wp = WatchParams::default().labels(labels);
+    let _ = watch_until(&pods, &wp, &rv, c.env.pod_start, "pod running", |ev| {
+        Ok(matches!(ev, WatchEvent::Added(p) | WatchEvent::Modified(p) if phase(p) == "Running"))
     })
     .await;
     let p = pods.get(name).await?;
@@ -479,22 +470,28 @@ async fn pod_status_lifecycle(c: Ctx) -> Result<()> {
     )
     .await
     .context("delete pod by collection")?;
-    let mut w = pods
-        .watch(&WatchParams::default().labels(labels), &rv)
-        .await?
-        .boxed();
-    let _ = tokio::time::timeout(Duration::from_secs(300), async {
-        while let Ok(Some(ev)) = w.try_next().await {
-            if let WatchEvent::Deleted(_) = ev {
-                break;
-            }
-        }
-    })
+    // watching for the pod to be deleted: from the version before the
+    // delete, so the DELETED event cannot be missed (upstream only logs a
+    // miss, then requires NotFound)
+    let seen = watch_until(
+        &pods,
+        &wp,
+        &rv,
+        c.env.pod_start,
+        "the pod's DELETED event",
+        |ev| Ok(matches!(ev, WatchEvent::Deleted(p) if p.metadata.name.as_deref() == Some(name))),
+    )
     .await;
     match pods.get(name).await {
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => bail!("expected NotFound, got {e}"),
-        Ok(p) => bail!("pod {name} should be deleted: {:?}", p.metadata),
+        Ok(p) => bail!(
+            "pod {name} should be deleted ({}): deletionTimestamp {:?}, phase {:?}, finalizers {:?}",
+            seen.err().map_or("its DELETED event was seen".into(), |e| format!("{e:#}")),
+            p.metadata.deletion_timestamp,
+            phase(&p),
+            p.metadata.finalizers
+        ),
     }
 }
 

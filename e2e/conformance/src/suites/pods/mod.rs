@@ -6,8 +6,11 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::api::{Api, WatchEvent, WatchParams};
 use regex::Regex;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::ctx::{phase, wait_for, Ctx};
@@ -143,4 +146,73 @@ where
         tokio::time::sleep(Duration::from_millis(500)).await;
         last = c.logs(name, container).await;
     }
+}
+
+/// How one watch connection of [`watch_until`] ended.
+enum WatchEnd<K> {
+    /// `done` accepted this event.
+    Done(WatchEvent<K>),
+    /// The server ended the stream: watch again from the last version.
+    Closed,
+    /// An ERROR event (e.g. 410 Gone), or `done` failed: give up.
+    Failed(anyhow::Error),
+}
+
+/// Watches `api` from resourceVersion `rv` until `done` accepts an event,
+/// re-establishing the watch from the last version seen when the server
+/// ends it or the connection breaks (as client-go's watchtools.Until with
+/// a RetryWatcher does); fails after `timeout`, or at once on an ERROR
+/// event (e.g. 410 Gone).
+pub(crate) async fn watch_until<K, F>(
+    api: &Api<K>,
+    wp: &WatchParams,
+    rv: &str,
+    timeout: Duration,
+    what: &str,
+    mut done: F,
+) -> Result<WatchEvent<K>>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: FnMut(&WatchEvent<K>) -> Result<bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut rv = rv.to_string();
+    let mut last_err = String::new();
+    loop {
+        let attempt = async {
+            let mut w = api.watch(wp, &rv).await?.boxed();
+            while let Some(ev) = w.try_next().await? {
+                match &ev {
+                    WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
+                        if let Some(v) = o.meta().resource_version.clone() {
+                            rv = v;
+                        }
+                    }
+                    WatchEvent::Bookmark(b) => rv = b.metadata.resource_version.clone(),
+                    WatchEvent::Error(e) => {
+                        let e = anyhow::anyhow!("watch error {}: {}", e.code, e.message);
+                        return Ok(WatchEnd::Failed(e));
+                    }
+                }
+                match done(&ev) {
+                    Ok(true) => return Ok(WatchEnd::Done(ev)),
+                    Ok(false) => {}
+                    Err(e) => return Ok(WatchEnd::Failed(e)),
+                }
+            }
+            Ok::<_, anyhow::Error>(WatchEnd::Closed)
+        };
+        match tokio::time::timeout_at(deadline, attempt).await {
+            Err(_) => break,
+            Ok(Ok(WatchEnd::Done(ev))) => return Ok(ev),
+            Ok(Ok(WatchEnd::Failed(e))) => return Err(e.context(format!("waiting for {what}"))),
+            Ok(Ok(WatchEnd::Closed)) => {}
+            Ok(Err(e)) => last_err = format!(" (last watch error: {e:#})"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("timed out after {timeout:?} waiting for {what}{last_err}")
 }

@@ -1,6 +1,7 @@
 //! Conformance tests of volumes: emptyDir (modes, media, sharing),
 //! configMap, secret, downward API and projected volumes (contents, modes,
-//! live updates), subPaths of atomic-writer volumes.
+//! live updates), subPaths of atomic-writer volumes, subpaths named by
+//! variable expansion.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::Test;
 mod api;
 mod downward;
 mod emptydir;
+mod expansion;
 mod objects;
 mod subpath;
 
@@ -25,6 +27,7 @@ pub fn tests() -> Vec<Test> {
     v.extend(objects::tests());
     v.extend(downward::tests());
     v.extend(subpath::tests());
+    v.extend(expansion::tests());
     v
 }
 

@@ -15,7 +15,7 @@ use crate::ctx::{from_json, Ctx};
 use crate::Test;
 
 /// The tests of this module.
-pub fn tests() -> Vec<Test> {
+pub(super) fn tests() -> Vec<Test> {
     vec![
         conformance!("Admission webhook, discovery document", discovery),
         conformance!(
