@@ -15,7 +15,8 @@ pub static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 const MAX_HEADER_BYTES: usize = 1 << 20;
 const MAX_BODY_BYTES: usize = 64 << 20;
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a kept-alive connection may stay idle (shared with `https`).
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A parsed HTTP request.
 #[derive(Clone, Debug)]
@@ -244,7 +245,7 @@ fn handle_connection(stream: TcpStream, handler: Handler) {
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
     loop {
-        let req = match read_request(&mut reader, &mut writer, remote) {
+        let req = match read_request(&mut reader, remote) {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
@@ -318,10 +319,11 @@ fn bad(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
 }
 
-/// Reads one request; `Ok(None)` on a clean end of stream.
-fn read_request(
-    reader: &mut BufReader<TcpStream>,
-    writer: &mut TcpStream,
+/// Reads one request from a plain or TLS connection; `Ok(None)` on a
+/// clean end of stream or an idle timeout. Malformed requests are
+/// `InvalidData` errors (answered 400 by the caller).
+pub(crate) fn read_request<S: Read + Write>(
+    reader: &mut BufReader<S>,
     remote: SocketAddr,
 ) -> io::Result<Option<Request>> {
     let mut budget = MAX_HEADER_BYTES;
@@ -333,7 +335,9 @@ fn read_request(
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::UnexpectedEof
                 ) =>
             {
                 return Ok(None)
@@ -377,7 +381,10 @@ fn read_request(
             .map(|(_, v)| v.clone())
     };
     if get("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
-        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        reader
+            .get_mut()
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        reader.get_mut().flush()?;
     }
     let chunked =
         get("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
@@ -456,8 +463,8 @@ fn split_target(target: &str) -> (String, String) {
     }
 }
 
-fn write_response(
-    w: &mut TcpStream,
+pub(crate) fn write_response(
+    w: &mut impl Write,
     method: &str,
     resp: Response,
     keep_alive: bool,

@@ -4,21 +4,16 @@
 //! ALPN), server certificate only (no client certificates asked), as
 //! agnhost's webhook servers do.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, BufReader, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
-use crate::http::{self, Handler, Request, Response};
-use crate::util::{log_line, unmap, Civil};
-
-const MAX_HEADER_BYTES: usize = 1 << 20;
-const MAX_BODY_BYTES: usize = 64 << 20;
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+use crate::http::{self, Handler, Response};
+use crate::util::{log_line, unmap};
 
 /// The TLS settings of Go's `tls.LoadX509KeyPair(cert, key)`: the chain in
 /// `cert_file` (server certificate first) and the private key in
@@ -69,27 +64,31 @@ fn handle_connection(tcp: TcpStream, config: Arc<ServerConfig>, handler: Handler
         return;
     };
     let remote = unmap(peer);
-    let _ = tcp.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = tcp.set_read_timeout(Some(http::IDLE_TIMEOUT));
     let _ = tcp.set_nodelay(true);
     let Ok(conn) = ServerConnection::new(config) else {
         return;
     };
     let mut stream = BufReader::new(StreamOwned::new(conn, tcp));
     loop {
-        let req = match read_request(&mut stream, remote) {
+        let handshaking = |s: &BufReader<Tls>| s.get_ref().conn.is_handshaking();
+        let req = match http::read_request(&mut stream, remote) {
             Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(ReadError::Bad(msg)) => {
-                let resp = Response::error(400, &format!("400 Bad Request: {msg}"));
-                let _ = write_response(stream.get_mut(), "GET", resp, false);
-                break;
-            }
-            Err(ReadError::Io(e)) => {
-                if stream.get_ref().conn.is_handshaking() {
-                    log_line(&format!("http: TLS handshake error from {remote}: {e}"));
-                }
+            Ok(None) if handshaking(&stream) => {
+                log_line(&format!("http: TLS handshake error from {remote}: EOF"));
                 return;
             }
+            Ok(None) => break,
+            Err(e) if handshaking(&stream) => {
+                log_line(&format!("http: TLS handshake error from {remote}: {e}"));
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let resp = Response::error(400, &format!("400 Bad Request: {e}"));
+                let _ = http::write_response(stream.get_mut(), "GET", resp, false);
+                break;
+            }
+            Err(_) => return,
         };
         let keep_alive = !req
             .header("connection")
@@ -102,7 +101,9 @@ fn handle_connection(tcp: TcpStream, config: Arc<ServerConfig>, handler: Handler
             let _ = stream.get_ref().sock.shutdown(std::net::Shutdown::Both);
             return;
         }
-        if write_response(stream.get_mut(), &req.method, resp, keep_alive).is_err() || !keep_alive {
+        if http::write_response(stream.get_mut(), &req.method, resp, keep_alive).is_err()
+            || !keep_alive
+        {
             break;
         }
     }
@@ -111,185 +112,15 @@ fn handle_connection(tcp: TcpStream, config: Arc<ServerConfig>, handler: Handler
     let _ = tls.flush();
 }
 
-enum ReadError {
-    /// The connection failed (TLS or transport).
-    Io(io::Error),
-    /// The request is malformed: answer 400 and close.
-    Bad(String),
-}
-
-impl From<io::Error> for ReadError {
-    fn from(e: io::Error) -> Self {
-        ReadError::Io(e)
-    }
-}
-
-fn bad(msg: &str) -> ReadError {
-    ReadError::Bad(msg.to_string())
-}
-
-/// One line (without its CRLF), counted against `budget`; None at EOF.
-fn read_line(r: &mut impl BufRead, budget: &mut usize) -> Result<Option<String>, ReadError> {
-    let mut buf = Vec::new();
-    let n = r.take(*budget as u64 + 1).read_until(b'\n', &mut buf)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if n > *budget {
-        return Err(bad("header too large"));
-    }
-    *budget -= n;
-    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        buf.pop();
-    }
-    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
-}
-
-/// Reads one request; `Ok(None)` on a clean end of stream or idle timeout.
-fn read_request(r: &mut BufReader<Tls>, remote: SocketAddr) -> Result<Option<Request>, ReadError> {
-    let mut budget = MAX_HEADER_BYTES;
-    let line = loop {
-        match read_line(r, &mut budget) {
-            Ok(None) => return Ok(None),
-            Ok(Some(l)) if l.is_empty() => continue,
-            Ok(Some(l)) => break l,
-            Err(ReadError::Io(e))
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::UnexpectedEof
-                ) && !r.get_ref().conn.is_handshaking() =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(proto)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad("malformed HTTP request"));
-    };
-    if !proto.starts_with("HTTP/") || method.is_empty() {
-        return Err(bad("malformed HTTP version"));
-    }
-    let mut headers = Vec::new();
-    loop {
-        let Some(l) = read_line(r, &mut budget)? else {
-            return Err(bad("unexpected EOF in headers"));
-        };
-        if l.is_empty() {
-            break;
-        }
-        let (k, v) = l.split_once(':').ok_or_else(|| bad("malformed header"))?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    if proto == "HTTP/1.0"
-        && !headers.iter().any(|(k, v)| {
-            k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("keep-alive")
-        })
-    {
-        headers.push(("Connection".to_string(), "close".to_string()));
-    }
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    if get("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
-        r.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        r.get_mut().flush()?;
-    }
-    let body =
-        if get("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked")) {
-            read_chunked(r)?
-        } else if let Some(len) = get("content-length") {
-            let len: usize = len.trim().parse().map_err(|_| bad("bad Content-Length"))?;
-            if len > MAX_BODY_BYTES {
-                return Err(bad("body too large"));
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body)?;
-            body
-        } else {
-            Vec::new()
-        };
-    let (raw_path, raw_query) = match target.split_once('?') {
-        Some((p, q)) => (p, q.to_string()),
-        None => (target, String::new()),
-    };
-    let path = http::path_unescape(raw_path).map_err(|e| ReadError::Bad(e.to_string()))?;
-    Ok(Some(Request {
-        method: method.to_string(),
-        path,
-        raw_query,
-        headers,
-        body,
-        remote,
-    }))
-}
-
-fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
-    let mut body = Vec::new();
-    loop {
-        let mut budget = 4096;
-        let line = read_line(r, &mut budget)?.ok_or_else(|| bad("unexpected EOF"))?;
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| bad("bad chunk size"))?;
-        if size == 0 {
-            loop {
-                let mut budget = 65536;
-                match read_line(r, &mut budget)? {
-                    Some(l) if !l.is_empty() => continue,
-                    _ => return Ok(body),
-                }
-            }
-        }
-        if body.len() + size > MAX_BODY_BYTES {
-            return Err(bad("body too large"));
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        r.read_exact(&mut body[start..])?;
-        let mut crlf = [0u8; 2];
-        r.read_exact(&mut crlf)?;
-    }
-}
-
-fn write_response(w: &mut Tls, method: &str, resp: Response, keep_alive: bool) -> io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        resp.status,
-        http::status_text(resp.status)
-    );
-    let has = |n: &str| resp.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-    for (k, v) in &resp.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !has("content-type") && !resp.body.is_empty() {
-        head.push_str(&format!("Content-Type: {}\r\n", http::sniff(&resp.body)));
-    }
-    head.push_str(&format!("Date: {}\r\n", Civil::now().http_date()));
-    head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
-    if !keep_alive {
-        head.push_str("Connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    w.write_all(head.as_bytes())?;
-    if method != "HEAD" {
-        w.write_all(&resp.body)?;
-    }
-    w.flush()
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     //! A server on a fixed self-signed test certificate (`testdata/`) and
     //! a TLS client that trusts anything, shared by the webhook tests.
 
     use super::*;
+    use crate::http::Request;
+    use std::io::Read;
+    use std::time::Duration;
 
     /// Starts a server with `handler` on an ephemeral port using the test
     /// certificate; returns the port.
