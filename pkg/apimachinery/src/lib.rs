@@ -13,6 +13,7 @@ pub mod resource;
 pub mod scheduling;
 pub mod selector;
 pub mod semantic;
+pub mod serviceaccount;
 pub mod table;
 pub mod typed;
 pub mod validation;

@@ -20,6 +20,9 @@ use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
 use rkube_apimachinery::quota;
+use rkube_apimachinery::serviceaccount::{
+    MOUNT_PATH as SERVICE_ACCOUNT_MOUNT, TOKEN_SECONDS, VOLUME_NAME,
+};
 
 use crate::handlers::Ctx;
 use crate::status::{ApiError, ApiResult};
@@ -117,9 +120,6 @@ pub async fn admit_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<QuotaGuard> {
     check_quota(ctx, &ns, obj).await
 }
 
-/// Where service account credentials are mounted.
-pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
 /// The ServiceAccount plugin's defaulting and token volume.
 async fn service_account(ctx: &Ctx, ns: &str, pod: &mut Value) -> ApiResult<()> {
     if pod
@@ -169,13 +169,13 @@ async fn service_account(ctx: &Ctx, ns: &str, pod: &mut Value) -> ApiResult<()> 
     if !needs {
         return Ok(());
     }
-    let volume = format!("kube-api-access-{}", crate::objects::random_suffix(5));
+    let volume = format!("{VOLUME_NAME}-{}", crate::objects::random_suffix(5));
     if !pod["spec"].get("volumes").is_some_and(Value::is_array) {
         pod["spec"]["volumes"] = json!([]);
     }
     if let Some(v) = pod["spec"]["volumes"].as_array_mut() {
         v.push(json!({"name": volume, "projected": {"defaultMode": 420, "sources": [
-            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"serviceAccountToken": {"expirationSeconds": TOKEN_SECONDS, "path": "token"}},
             {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
             {"downwardAPI": {"items": [{"path": "namespace",
                 "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},

@@ -32,12 +32,10 @@ use rkube_cri::api::{Mount, MountPropagation};
 use crate::env::{ClusterObjects, EnvContext, EnvError, KubeObjects};
 use atomic_writer::{AtomicWriter, FileProjection, Payload};
 
-/// Where the service-account volume is mounted in every container.
-pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-/// Name of the service-account volume the node agent adds.
-pub const API_ACCESS_VOLUME: &str = "kube-api-access";
-/// Lifetime asked for the service-account token (as upstream's admission).
-pub const API_ACCESS_TOKEN_SECONDS: i64 = 3607;
+pub use rkube_apimachinery::serviceaccount::{
+    MOUNT_PATH as SERVICE_ACCOUNT_MOUNT, TOKEN_SECONDS as API_ACCESS_TOKEN_SECONDS,
+    VOLUME_NAME as API_ACCESS_VOLUME,
+};
 
 /// Why a pod's volumes could not be prepared or mounted.
 #[derive(Debug, thiserror::Error)]
