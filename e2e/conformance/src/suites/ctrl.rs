@@ -3338,19 +3338,7 @@ async fn schedulable_node(c: &Ctx) -> Result<(String, String)> {
     let nodes = c.all::<Node>().list(&ListParams::default()).await?.items;
     let n = nodes
         .iter()
-        .find(|n| {
-            let unsched = n
-                .spec
-                .as_ref()
-                .and_then(|s| s.unschedulable)
-                .unwrap_or(false);
-            let ready = n
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            ready && !unsched
-        })
+        .find(|n| crate::ctx::node_schedulable(n))
         .context("no ready schedulable node")?;
     let name = n.metadata.name.clone().unwrap_or_default();
     let host = n

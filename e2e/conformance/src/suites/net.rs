@@ -50,19 +50,7 @@ async fn schedulable_nodes(c: &Ctx) -> Result<Vec<Node>> {
     let ok: Vec<Node> = nodes
         .items
         .into_iter()
-        .filter(|n| {
-            let unschedulable = n
-                .spec
-                .as_ref()
-                .and_then(|s| s.unschedulable)
-                .unwrap_or(false);
-            let is_ready = n
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            !unschedulable && is_ready
-        })
+        .filter(crate::ctx::node_schedulable)
         .take(10)
         .collect();
     if ok.is_empty() {

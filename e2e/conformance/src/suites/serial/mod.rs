@@ -5,6 +5,7 @@
 //! or cluster-scoped objects (namespaces, PriorityClasses); each restores
 //! what it changed before it returns, also when it fails.
 
+use crate::ctx::node_ready;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
@@ -101,14 +102,6 @@ fn conflict(e: &kube::Error) -> bool {
 /// Nodes API.
 fn nodes(c: &Ctx) -> Api<Node> {
     c.all()
-}
-
-/// Whether the node's Ready condition is True.
-fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Upstream's GetReadySchedulableNodes: ready, not cordoned, and without

@@ -171,19 +171,7 @@ async fn node_internal_ips(c: &Ctx) -> Result<Vec<String>> {
     let ips: Vec<String> = nodes
         .items
         .iter()
-        .filter(|n| {
-            let unschedulable = n
-                .spec
-                .as_ref()
-                .and_then(|s| s.unschedulable)
-                .unwrap_or(false);
-            let is_ready = n
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            !unschedulable && is_ready
-        })
+        .filter(|n| crate::ctx::node_schedulable(n))
         .take(2)
         .flat_map(|n| {
             n.status
