@@ -199,8 +199,10 @@ impl OpenApi {
             if let (Some(meta), Some(schema)) = (obj.get("metadata"), self.defs.get(OBJECT_META)) {
                 walk(&self.defs, schema, meta, "metadata", &mut out);
             }
+            // The CRD walk also reports unknown top-level ObjectMeta fields.
             out.extend(crate::crd::unknown_fields(&self.crds[*i], version, obj));
             out.sort();
+            out.dedup();
         } else if let Some(schema) = self.kinds.get(&gvk).and_then(|n| self.defs.get(n)) {
             walk(&self.defs, schema, obj, "", &mut out);
         }
